@@ -8,7 +8,11 @@ import (
 
 // commandSet lists constructors of the commands beyond "version"; each
 // command lives in its own file of this package.
-var commandSet = []func() *cli.Command{}
+var commandSet = []func() *cli.Command{
+	configCommand,
+	syncCommand,
+	relayCommand,
+}
 
 // rcloneVersion reads the embedded rclone's module version from the build info.
 func rcloneVersion() string {

@@ -48,6 +48,9 @@ type Features struct {
 	ConditionalCreate bool
 	// ServerSideMove is true when Move renames without copying bytes.
 	ServerSideMove bool
+	// ServerSideCopy is true when the server can copy an object itself; Move
+	// then falls back to copy+delete. With neither, Move is KindUnsupported.
+	ServerSideCopy bool
 	// About is true when the backend reports usage.
 	About bool
 	// ChangeNotify is true when the backend can push change notifications.
@@ -58,6 +61,9 @@ type Features struct {
 	CaseInsensitive bool
 	// IsLocal is true for a directory on the local disk.
 	IsLocal bool
+	// BucketBased is true for object stores (s3, ...) where folders exist only
+	// as name prefixes: an empty folder vanishes and Rmdir is a no-op.
+	BucketBased bool
 }
 
 // Kind classifies a storage failure so the engine can decide what to do.
@@ -109,12 +115,22 @@ func (e *Error) Error() string {
 		msg += " " + e.Name
 	}
 	if e.Err != nil {
+		if hint := kindHints[e.Kind]; hint != "" {
+			return fmt.Sprintf("%s: %s: %v (%s)", msg, e.Kind, e.Err, hint)
+		}
 		return fmt.Sprintf("%s: %s: %v", msg, e.Kind, e.Err)
 	}
 	if msg == "" {
 		return e.Kind.String()
 	}
 	return msg + ": " + e.Kind.String()
+}
+
+// kindHints say what to do next, for the kinds where the user can act.
+var kindHints = map[Kind]string{
+	KindQuota:       "free space on the relay or raise its quota",
+	KindAuth:        "check the relay's credentials and permissions",
+	KindUnreachable: "check the host name, the network, and that the server is running",
 }
 
 func (e *Error) Unwrap() error { return e.Err }

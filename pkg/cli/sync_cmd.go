@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/escale-sync/escale/pkg/daemon"
+)
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "sync every repository of the configuration, until stopped (or one round with --once)",
+		Description: "Exit codes of --once: 0 all repositories in sync; 1 an error stopped at least one\n" +
+			"repository; 2 a round completed but something waits (quota, a lock, a conflict, a held-back\n" +
+			"mass deletion).",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "once", Usage: "run one full round (pull and push) per repository and exit"},
+			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository (repeatable)"},
+			&cli.BoolFlag{Name: "allow-mass-delete", Usage: "let this run delete more than max_delete percent of the files"},
+		},
+		Action: runSync,
+	}
+}
+
+func runSync(c *cli.Context) error {
+	ev, err := setup(c, false)
+	if err != nil {
+		return err
+	}
+	defer ev.close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o := daemon.Options{Repos: c.StringSlice("repo"), AllowMassDelete: c.Bool("allow-mass-delete"), Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter}
+	if !c.Bool("once") {
+		ev.log.Info("escale sync started", "config", ev.cfg.File)
+		return daemon.Run(ctx, ev.cfg, o, func(out daemon.Outcome) {
+			if out.Err == nil && out.Result != nil && out.Result.Busy() {
+				r := out.Result
+				ev.log.Info("round done", "repo", out.Repo, "pulled", r.Pulled, "deleted", r.Deleted, "pushed", r.Pushed, "conflicts", r.Conflicts, "up", r.BytesUp, "down", r.BytesDown)
+			}
+		})
+	}
+	outs, err := daemon.Once(ctx, ev.cfg, o)
+	if err != nil {
+		return withCode(ExitError, err)
+	}
+	return onceSummary(c, outs)
+}
+
+// onceSummary prints one line per repository and picks the exit code.
+func onceSummary(c *cli.Context, outs []daemon.Outcome) error {
+	code := ExitOK
+	var failed []string
+	for _, o := range outs {
+		switch {
+		case o.Err != nil:
+			fmt.Fprintf(c.App.ErrWriter, "%s: error: %v\n", o.Repo, o.Err)
+			failed = append(failed, o.Repo)
+			code = ExitError
+		default:
+			r := o.Result
+			fmt.Fprintf(c.App.Writer, "%s: pulled %d, deleted %d, pushed %d, conflicts %d, %d bytes up, %d down\n", o.Repo, r.Pulled, r.Deleted, r.Pushed, r.Conflicts, r.BytesUp, r.BytesDown)
+			for _, p := range r.Problems {
+				fmt.Fprintf(c.App.ErrWriter, "%s: problem: %s\n", o.Repo, p)
+			}
+			for _, w := range r.Waiting {
+				fmt.Fprintf(c.App.Writer, "%s: waiting: %s\n", o.Repo, w)
+			}
+			if len(r.Waiting) > 0 && code == ExitOK {
+				code = ExitWaiting
+			}
+		}
+	}
+	switch code {
+	case ExitError:
+		return withCode(code, fmt.Errorf("%s failed", strings.Join(failed, ", ")))
+	case ExitWaiting:
+		return withCode(code, fmt.Errorf("a round completed but something waits (see above)"))
+	}
+	return nil
+}
+
+// ctxOf is the command's context, never nil.
+func ctxOf(c *cli.Context) context.Context {
+	if c.Context != nil {
+		return c.Context
+	}
+	return context.Background()
+}

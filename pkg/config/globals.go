@@ -1,0 +1,186 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// global decodes one global key.
+func (d *decoder) global(cfg *Config, key string, v any) {
+	cfg.origin[key] = ""
+	if name, ok := d.envKeys[key]; ok {
+		cfg.origin[key] = "environment " + name
+	}
+	switch key {
+	case "state_dir", "rclone_config", "log_file":
+		p, ok := d.path(key, v, "a path", key != "state_dir")
+		if !ok {
+			return
+		}
+		switch key {
+		case "state_dir":
+			cfg.StateDir = p
+		case "rclone_config":
+			cfg.RcloneConfig = p
+		case "log_file":
+			cfg.LogFile = p
+		}
+	case "log_level":
+		if s, ok := d.str(key, v, `"debug", "info", "warn" or "error"`); ok {
+			switch l := strings.ToLower(s); l {
+			case "debug", "info", "warn", "error":
+				cfg.LogLevel = l
+			case "warning":
+				cfg.LogLevel = "warn"
+			default:
+				d.add(key, `%q is not a log level; use "debug", "info", "warn" or "error"`, s)
+			}
+		}
+	case "log_rotate":
+		d.logRotate(cfg, key, v)
+	case "metrics_address":
+		if s, ok := d.str(key, v, `a listening address such as "127.0.0.1:9090"`); ok && s != "" {
+			if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port) {
+				d.add(key, `%q is not a listening address; write host:port, e.g. "127.0.0.1:9090" or ":9090"`, s)
+				return
+			}
+			cfg.MetricsAddress = s
+		}
+	}
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+// logRotate reads log_rotate: a size, false/true, or a table.
+func (d *decoder) logRotate(cfg *Config, key string, v any) {
+	const hint = `write a size ("10MB"), false, or a table {size = "10MB", keep = 5, max_age = "30d", compress = true}`
+	lr := cfg.LogRotate
+	switch t := v.(type) {
+	case bool:
+		if !t {
+			lr.Size = 0
+		}
+	case string:
+		switch strings.ToLower(strings.TrimSpace(t)) {
+		case "false", "off", "no", "none", "never":
+			lr.Size = 0
+		case "true", "on", "yes":
+		default:
+			n, ok := d.size(key, t)
+			if !ok {
+				return
+			}
+			lr.Size = n
+		}
+	case int64, float64:
+		n, ok := d.size(key, t)
+		if !ok {
+			return
+		}
+		lr.Size = n
+	case map[string]any:
+		known := []string{"size", "keep", "max_age", "compress"}
+		for _, k := range sortedKeys(t) {
+			sub := key + "." + k
+			switch k {
+			case "size":
+				if n, ok := d.size(sub, t[k]); ok {
+					lr.Size = n
+				}
+			case "keep":
+				if n, ok := d.int(sub, t[k], "a number of rotated files to keep"); ok {
+					if n < 0 {
+						d.add(sub, "%d is negative; use the number of rotated files to keep", n)
+					} else {
+						lr.Keep = n
+					}
+				}
+			case "max_age":
+				if dur, ok := d.duration(sub, t[k]); ok {
+					lr.MaxAge = dur
+				}
+			case "compress":
+				if b, ok := t[k].(bool); ok {
+					lr.Compress = b
+				} else {
+					d.add(sub, "expected true or false, got %s", describe(t[k]))
+				}
+			default:
+				d.add(sub, "%s", unknownKeyMsg(k, known))
+			}
+		}
+	default:
+		d.add(key, "expected a size, a boolean or a table, got %s; %s", describe(v), hint)
+		return
+	}
+	if lr.Size != 0 && lr.Size < 100_000 {
+		d.add(key, "a rotation size of %s is too small; use at least 100KB, or false to leave rotation to another tool", FormatSize(lr.Size))
+		return
+	}
+	cfg.LogRotate = lr
+}
+
+// globalDefaults fills the global keys the file and environment left unset.
+func (d *decoder) globalDefaults(cfg *Config) {
+	for _, k := range globalKeys {
+		if _, ok := cfg.origin[k]; !ok {
+			cfg.origin[k] = "default"
+		}
+	}
+	if cfg.StateDir != "" {
+		return
+	}
+	if cfg.origin["state_dir"] != "default" {
+		return // set but bad: already reported
+	}
+	if runtime.GOOS == "windows" {
+		if dir := d.opts.Getenv("LocalAppData"); dir != "" {
+			cfg.StateDir = filepath.Join(dir, "escale")
+			return
+		}
+	} else if dir := d.opts.Getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
+		cfg.StateDir = filepath.Join(dir, "escale")
+		return
+	} else if d.opts.Home != "" {
+		cfg.StateDir = filepath.Join(d.opts.Home, ".local", "state", "escale")
+		return
+	}
+	d.add("state_dir", "missing, and no default can be chosen because the home folder is unknown; set state_dir")
+}
+
+// envWarnings flags ESCALE_ variables that look like misspelt or
+// misplaced keys. Unrelated ESCALE_ variables (used by tests, say) pass.
+func (d *decoder) envWarnings() []string {
+	if d.opts.Environ == nil {
+		return nil
+	}
+	var warnings []string
+	for _, kv := range d.opts.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		key, ok := strings.CutPrefix(name, "ESCALE_")
+		if !ok {
+			continue
+		}
+		key = strings.ToLower(key)
+		switch {
+		case envNotKeys[key] || contains(globalKeys, key):
+		case contains(repoKeys, key):
+			warnings = append(warnings, fmt.Sprintf("%s is ignored: only global keys (%s) can be set from the environment; set %s in the configuration file",
+				name, strings.Join(globalKeys, ", "), key))
+		default:
+			if s := closest(key, globalKeys); s != "" {
+				warnings = append(warnings, fmt.Sprintf("%s is ignored: it is not a configuration variable; did you mean ESCALE_%s?", name, strings.ToUpper(s)))
+			}
+		}
+	}
+	sort.Strings(warnings)
+	return warnings
+}

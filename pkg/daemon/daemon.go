@@ -1,0 +1,209 @@
+// Package daemon runs the repositories of a configuration: one round each
+// (`escale sync --once`), or rounds forever with adaptive polling
+// (`escale sync`), each repository isolated from the others' failures.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/escale-sync/escale/pkg/config"
+	"github.com/escale-sync/escale/pkg/engine"
+	"github.com/escale-sync/escale/pkg/filter"
+	"github.com/escale-sync/escale/pkg/storage"
+)
+
+// Options of a run.
+type Options struct {
+	Repos           []string // names to run; empty: all
+	AllowMassDelete bool
+	Logger          *slog.Logger
+	Getenv          func(string) string
+	TTY             *os.File  // for a passphrase prompt; nil: never prompt
+	Prompt          io.Writer // where the prompt is written
+}
+
+// Outcome of one repository's round.
+type Outcome struct {
+	Repo   string
+	Result *engine.Result
+	Err    error
+}
+
+// Status of an outcome, mapped to exit codes by the CLI.
+func (o Outcome) Waiting() bool { return o.Err == nil && o.Result != nil && len(o.Result.Waiting) > 0 }
+
+// Selected returns the repositories to run.
+func Selected(cfg *config.Config, names []string) ([]*config.Repository, error) {
+	if len(names) == 0 {
+		out := make([]*config.Repository, len(cfg.Repositories))
+		for i := range cfg.Repositories {
+			out[i] = &cfg.Repositories[i]
+		}
+		if len(out) == 0 {
+			return nil, fmt.Errorf("%s defines no repository: add a [repository.NAME] table (`escale init` writes one)", cfg.File)
+		}
+		return out, nil
+	}
+	var out []*config.Repository
+	for _, n := range names {
+		r := cfg.Repository(n)
+		if r == nil {
+			return nil, fmt.Errorf("no repository %q in %s", n, cfg.File)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// open builds the engine of one repository.
+func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Options) (*engine.Engine, error) {
+	creds, err := Credentials(r, o.Getenv, o.TTY, o.Prompt)
+	if err != nil {
+		return nil, err
+	}
+	flt, err := filter.New(filter.Rules{Include: r.Include, Exclude: r.Exclude, IncludeDirs: r.IncludeDirs, ExcludeDirs: r.ExcludeDirs, Extensions: r.Extensions})
+	if err != nil {
+		return nil, fmt.Errorf("repository.%s filters: %w", r.Name, err)
+	}
+	relay, err := storage.Open(ctx, r.Relay)
+	if err != nil {
+		return nil, err
+	}
+	return engine.New(ctx, relay, engine.Options{
+		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
+		StateDir: filepath.Join(cfg.StateDir, r.Name),
+		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
+		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete,
+		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
+		Logger: o.Logger,
+	})
+}
+
+// Once runs one round of each selected repository, concurrently.
+func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error) {
+	repos, err := Selected(cfg, o.Repos)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Outcome, len(repos))
+	var wg sync.WaitGroup
+	for i, r := range repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = Outcome{Repo: r.Name}
+			e, err := open(ctx, cfg, r, o)
+			if err != nil {
+				out[i].Err = err
+				return
+			}
+			defer e.Close()
+			out[i].Result, out[i].Err = e.Round(ctx)
+		}()
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Run syncs the selected repositories until ctx ends. A repository that
+// fails is retried with backoff and never stops the others. report is told
+// the outcome of every round.
+func Run(ctx context.Context, cfg *config.Config, o Options, report func(Outcome)) error {
+	repos, err := Selected(cfg, o.Repos)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for _, r := range repos {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runRepo(ctx, cfg, r, o, report)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Options, report func(Outcome)) {
+	log := o.Logger.With("repo", r.Name)
+	var e *engine.Engine
+	defer func() {
+		if e != nil {
+			e.Close()
+		}
+	}()
+	poll := newPoller(r.MinPoll, r.MaxPoll)
+	backoff := newPoller(r.MinPoll, max(r.MaxPoll, 10*time.Minute))
+	for ctx.Err() == nil {
+		var wait time.Duration
+		if e == nil {
+			var err error
+			e, err = open(ctx, cfg, r, o)
+			if err != nil {
+				report(Outcome{Repo: r.Name, Err: err})
+				log.Error("cannot start the repository; retrying", "err", err, "in", backoff.next(false))
+				sleep(ctx, backoff.current)
+				continue
+			}
+		}
+		res, err := e.Round(ctx)
+		report(Outcome{Repo: r.Name, Result: res, Err: err})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			wait = backoff.next(false)
+			log.Error("round failed; retrying", "err", err, "in", wait)
+			// Reopen next time: the relay or the keys may have changed.
+			e.Close()
+			e = nil
+		} else {
+			backoff.reset()
+			wait = poll.next(res != nil && res.Busy())
+		}
+		sleep(ctx, wait)
+	}
+}
+
+// poller doubles its interval while idle, from lo up to hi, and drops back
+// to lo on activity.
+type poller struct {
+	lo, hi, current time.Duration
+}
+
+func newPoller(lo, hi time.Duration) *poller {
+	if lo <= 0 {
+		lo = config.DefaultMinPoll
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return &poller{lo: lo, hi: hi}
+}
+
+func (p *poller) next(busy bool) time.Duration {
+	switch {
+	case busy || p.current == 0:
+		p.current = p.lo
+	default:
+		p.current = min(p.current*2, p.hi)
+	}
+	return p.current
+}
+
+func (p *poller) reset() { p.current = 0 }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

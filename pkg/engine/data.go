@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/restic/chunker"
+	"github.com/zeebo/blake3"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/protocol"
+)
+
+// Chunking of big files (PROTOCOL.md §7): 256 KiB to 4 MiB, 1 MiB on average.
+const (
+	chunkMin     = 256 << 10
+	chunkMax     = 4 << 20
+	chunkAvgBits = 20
+)
+
+// chunkParams holds the repository's secret chunker polynomial: derived
+// from the naming key, so chunk boundaries say nothing to the relay.
+type chunkParams struct{ pol chunker.Pol }
+
+func newChunkParams(nameKey [32]byte) *chunkParams {
+	var seed [32]byte
+	h := blake3.New()
+	h.Write([]byte("escale chunker polynomial v1"))
+	h.Write(nameKey[:])
+	copy(seed[:], h.Sum(nil))
+	pol, err := chunker.DerivePolynomial(mrand.NewChaCha8(seed))
+	if err != nil {
+		// DerivePolynomial fails only after a million candidates; with a
+		// ChaCha8 stream that does not happen, but never panic on it.
+		pol = chunker.Pol(0x3DA3358B4DC173)
+	}
+	return &chunkParams{pol: pol}
+}
+
+func (p *chunkParams) new(r io.Reader) *chunker.Chunker {
+	c := chunker.NewWithBoundaries(r, p.pol, chunkMin, chunkMax)
+	c.SetAverageBits(chunkAvgBits)
+	return c
+}
+
+// codec compresses blobs one at a time. Blobs that do not shrink are stored raw.
+type codec struct {
+	mu  sync.Mutex
+	enc *zstd.Encoder
+	dec *zstd.Decoder
+}
+
+func newCodec() *codec {
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(chunkMax*2), zstd.WithDecoderMaxWindow(8<<20))
+	return &codec{enc: enc, dec: dec}
+}
+
+// compress returns the stored form of p and whether it is compressed.
+func (c *codec) compress(dst, p []byte) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	z := c.enc.EncodeAll(p, dst[:0])
+	if len(z) < len(p)-len(p)/32 {
+		return z, true
+	}
+	return append(dst[:0], p...), false
+}
+
+// decompress expands a stored blob of plaintext size size.
+func (c *codec) decompress(stored []byte, z bool, size int64) ([]byte, error) {
+	if !z {
+		if int64(len(stored)) != size {
+			return nil, fmt.Errorf("blob holds %d bytes, manifest says %d", len(stored), size)
+		}
+		return stored, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out, err := c.dec.DecodeAll(stored, make([]byte, 0, size))
+	if err != nil {
+		return nil, fmt.Errorf("decompress blob: %w", err)
+	}
+	if int64(len(out)) != size {
+		return nil, fmt.Errorf("blob expands to %d bytes, manifest says %d", len(out), size)
+	}
+	return out, nil
+}
+
+// fetcher reads data objects of one pusher, keeping the last one read (a
+// manifest lists the files of a pack one after the other).
+type fetcher struct {
+	e        *Engine
+	cid      string
+	lastName string
+	last     []byte
+	bytes    int64
+}
+
+// object reads and verifies a whole data object. Objects are bounded: packs
+// by max_pack_size, chunks by chunkMax, so they are read into memory.
+func (f *fetcher) object(ctx context.Context, id string, kind envelope.Kind, limit int64) ([]byte, error) {
+	if id == f.lastName {
+		return f.last, nil
+	}
+	name := protocol.DataName(f.cid, id)
+	rc, err := f.e.repo.OpenStream(ctx, kind, name, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc) // verified at EOF
+	if err != nil {
+		return nil, err
+	}
+	f.bytes += int64(len(data))
+	f.lastName, f.last = id, data
+	return data, nil
+}
+
+// packLimit bounds what a pack object may expand to.
+const packLimit = 4 << 30
+
+// blob returns the plaintext of one reference.
+func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byte, error) {
+	if chunked {
+		// A chunk object is the chunk; the envelope compressed it if it could.
+		obj, err := f.object(ctx, r.Obj, envelope.KindChunk, chunkMax)
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(obj)) != r.Size {
+			return nil, fmt.Errorf("%w: chunk %s holds %d bytes, manifest says %d", protocol.ErrInvalid, r.Obj, len(obj), r.Size)
+		}
+		return obj, nil
+	}
+	obj, err := f.object(ctx, r.Obj, envelope.KindPack, packLimit)
+	if err != nil {
+		return nil, err
+	}
+	if r.Off < 0 || r.Len < 0 || r.Off+r.Len > int64(len(obj)) {
+		return nil, fmt.Errorf("%w: reference [%d,+%d) outside object %s of %d bytes", protocol.ErrInvalid, r.Off, r.Len, r.Obj, len(obj))
+	}
+	return f.e.codec.decompress(obj[r.Off:r.Off+r.Len], r.Z, r.Size)
+}
+
+// errHashMismatch: the rebuilt file is not the one the manifest describes.
+var errHashMismatch = errors.New("content does not match the manifest's hash")
+
+// fileReader yields a file's content from its references, taking chunks
+// from the local base version where it has them, and fails at EOF when the
+// whole does not hash to want: localfs then leaves the target untouched.
+type fileReader struct {
+	ctx     context.Context
+	f       *fetcher
+	refs    []protocol.Ref
+	chunked bool
+	local   func(hash string) []byte // chunk from the local base, nil if absent
+	want    string
+	h       *blake3.Hasher
+	cur     *bytes.Reader
+	i       int
+}
+
+func (r *fileReader) Read(p []byte) (int, error) {
+	for r.cur == nil || r.cur.Len() == 0 {
+		if r.i == len(r.refs) {
+			if hex.EncodeToString(r.h.Sum(nil)) != r.want {
+				return 0, errHashMismatch
+			}
+			return 0, io.EOF
+		}
+		ref := r.refs[r.i]
+		r.i++
+		var data []byte
+		if r.chunked && r.local != nil {
+			data = r.local(ref.Hash)
+		}
+		if data == nil {
+			var err error
+			if data, err = r.f.blob(r.ctx, ref, r.chunked); err != nil {
+				return 0, err
+			}
+		}
+		r.h.Write(data)
+		r.cur = bytes.NewReader(data)
+	}
+	return r.cur.Read(p)
+}

@@ -1,0 +1,260 @@
+// Package engine runs sync rounds for one repository: scan the folder, pull
+// what other clients published, push what changed here, and collect relay
+// data every expected puller has (docs/PROTOCOL.md). It decides; the protocol
+// package reads and writes relay objects, localfs touches the folder.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/filter"
+	"github.com/escale-sync/escale/pkg/localfs"
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+	"github.com/escale-sync/escale/pkg/storage"
+)
+
+// Mode is a client's sync direction.
+type Mode string
+
+// The modes of INTERFACE.md.
+const (
+	Shared       Mode = "shared"
+	Upload       Mode = "upload"
+	Download     Mode = "download"
+	Conservative Mode = "conservative"
+)
+
+func (m Mode) pushes() bool { return m != Download }
+func (m Mode) pulls() bool  { return m != Upload }
+
+// Options configure an Engine.
+type Options struct {
+	Name     string // repository name, for messages
+	Path     string // the local folder
+	Client   string // this client's name
+	Mode     Mode
+	StateDir string // this repository's own state folder (database, trash)
+
+	Pullers         int           // 0: every registered puller but the pusher
+	PullerTimeout   time.Duration // a puller unseen this long stops pinning data
+	Quota           int64         // 0: none
+	MaxPackSize     int64         // 0: DefaultMaxPackSize
+	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
+	AllowMassDelete bool          // this round may delete more than MaxDelete
+	Filter          *filter.Filter
+
+	Encrypted   bool
+	Credentials protocol.Credentials
+	// KeyOptions are passed to protocol.Create (tests lower scrypt's cost).
+	KeyOptions []envelope.Option
+
+	Logger *slog.Logger
+	Now    func() time.Time
+	GOOS   string // name rules of this OS; default runtime.GOOS
+}
+
+// Defaults.
+const (
+	DefaultMaxPackSize   = 16 << 20
+	DefaultPullerTimeout = 30 * 24 * time.Hour
+	DefaultMaxDelete     = 50
+	// SmallFile is the largest file that travels in a pack; bigger ones are chunked.
+	SmallFile = 1 << 20
+)
+
+// Engine syncs one repository. It is not safe for concurrent use: one round
+// at a time.
+type Engine struct {
+	opts   Options
+	log    *slog.Logger
+	relay  *storage.Relay
+	repo   *protocol.Repo
+	db     *state.DB
+	folder *localfs.Folder
+	cid    string
+	chunk  *chunkParams
+	codec  *codec
+	// peers caches other clients' records (clients/<cid>/info) by id.
+	peers map[string]*protocol.ClientInfo
+}
+
+// Result is what one round did.
+type Result struct {
+	Pulled      int // files written or moved here
+	Deleted     int // files moved to the trash because another client deleted them
+	Pushed      int // changes published
+	Conflicts   int // conflict copies made here
+	BytesUp     int64
+	BytesDown   int64
+	Collected   int      // relay objects deleted because every puller has them
+	Waiting     []string // what holds this repository back (exit code 2)
+	Problems    []string // per-file problems that did not stop the round
+	RemoteHeads int      // other clients seen
+}
+
+// Busy reports whether the round moved anything (adaptive polling resets).
+func (r *Result) Busy() bool {
+	return r.Pulled+r.Deleted+r.Pushed+r.Collected > 0
+}
+
+// New opens the local state (exclusively: a second process on the same
+// repository gets a clear error), the folder and the repository on relay,
+// creating the repository when the relay folder is empty.
+func New(ctx context.Context, relay *storage.Relay, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.GOOS == "" {
+		opts.GOOS = runtime.GOOS
+	}
+	if opts.Mode == "" {
+		opts.Mode = Shared
+	}
+	if opts.MaxPackSize <= 0 {
+		opts.MaxPackSize = DefaultMaxPackSize
+	}
+	if opts.PullerTimeout <= 0 {
+		opts.PullerTimeout = DefaultPullerTimeout
+	}
+	if opts.MaxDelete <= 0 {
+		opts.MaxDelete = DefaultMaxDelete
+	}
+	if opts.Client == "" {
+		return nil, errors.New("no client name: set `client` for the repository")
+	}
+	e := &Engine{opts: opts, relay: relay, log: opts.Logger.With("repo", opts.Name), codec: newCodec(), peers: map[string]*protocol.ClientInfo{}}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state folder %s: %w", opts.StateDir, err)
+	}
+	db, err := state.Open(filepath.Join(opts.StateDir, "state.db"))
+	if err != nil {
+		return nil, err
+	}
+	e.db = db
+	folder, err := localfs.OpenFolder(opts.Path, localfs.Options{TrashDir: filepath.Join(opts.StateDir, "trash"), Durability: localfs.Batch, Now: opts.Now})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	e.folder = folder
+	if err := e.openRepo(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close releases the state database and the folder.
+func (e *Engine) Close() error {
+	var errs []error
+	if e.folder != nil {
+		errs = append(errs, e.folder.Close())
+	}
+	if e.db != nil {
+		errs = append(errs, e.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// CID is this client's id on the relay.
+func (e *Engine) CID() string { return e.cid }
+
+// openRepo opens (or creates) the repository and checks it is the one the
+// local state was synced with: a relay wiped or replaced must stop the
+// client, never look like "everything was deleted".
+func (e *Engine) openRepo(ctx context.Context) error {
+	var known string
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		known = string(b.Get([]byte("repo")))
+		return nil
+	}); err != nil {
+		return err
+	}
+	repo, err := protocol.Open(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials)
+	if errors.Is(err, protocol.ErrNoRepository) {
+		if known != "" {
+			return fmt.Errorf("the relay %s is empty but this client synced repository %s there: the relay was wiped or the configuration points elsewhere; nothing was changed locally (run `escale repair` to rebuild the relay from this client)", e.relay, known)
+		}
+		e.log.Info("creating a new repository on the relay", "relay", e.relay.String())
+		repo, err = protocol.Create(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials, e.opts.KeyOptions...)
+	}
+	if err != nil {
+		return err
+	}
+	if known != "" && known != repo.ID() {
+		return fmt.Errorf("the relay %s holds repository %s but this client synced repository %s: the relay was replaced; nothing was changed locally", e.relay, repo.ID(), known)
+	}
+	e.repo = repo
+	e.cid = repo.CID(e.opts.Client)
+	e.chunk = newChunkParams(repo.NameKey())
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte("repo"), []byte(repo.ID())); err != nil {
+			return err
+		}
+		return b.Put([]byte("cid"), []byte(e.cid))
+	})
+}
+
+// Round runs one full sync round: scan, pull, push, collect.
+func (e *Engine) Round(ctx context.Context) (*Result, error) {
+	res := &Result{}
+	if err := e.register(ctx); err != nil {
+		return res, err
+	}
+	heads, err := e.repo.ListHeads(ctx)
+	if err != nil {
+		return res, fmt.Errorf("list heads: %w", err)
+	}
+	if err := e.checkOwnHeads(heads); err != nil {
+		return res, err
+	}
+	local, err := e.scanLocal(ctx)
+	if err != nil {
+		return res, err
+	}
+	if e.opts.Mode.pulls() {
+		pulled, err := e.pull(ctx, heads, local, res)
+		if err != nil {
+			return res, err
+		}
+		if pulled {
+			// What the pull wrote is now the synced state; rescan so the push
+			// sees only what really changed here (the hash cache keeps it cheap).
+			if local, err = e.scanLocal(ctx); err != nil {
+				return res, err
+			}
+		}
+	}
+	if e.opts.Mode.pushes() {
+		if err := e.push(ctx, local, res); err != nil {
+			return res, err
+		}
+	}
+	if err := e.collect(ctx, heads, res); err != nil {
+		return res, err
+	}
+	if err := e.folder.Sync(); err != nil {
+		return res, err
+	}
+	return res, nil
+}

@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+)
+
+// Buckets of the local state database.
+const (
+	bucketFiles = "files" // path → fileState: what was last synced
+	bucketMeta  = "meta"  // repository id, client id, clock, sequence number
+	bucketPeers = "peers" // pusher cid → last seq applied from it
+	bucketOut   = "out"   // own seq → outstanding manifest (waiting for acks)
+	bucketAcks  = "acked" // pusher cid → ack generation seen (GC trigger)
+)
+
+// fileState is what a path looked like when it was last synced, in either
+// direction. The local file is "unchanged" while it still matches it.
+type fileState struct {
+	Kind    protocol.ChangeKind `json:"k"`
+	Version protocol.Vector     `json:"v"`
+	By      string              `json:"by"`
+	Hash    string              `json:"h,omitempty"`
+	Size    int64               `json:"s,omitempty"`
+	MTime   int64               `json:"m,omitempty"`
+	Mode    uint32              `json:"mo,omitempty"`
+	Target  string              `json:"t,omitempty"`
+	// Chunks of a big file, for delta transfers.
+	Chunks []protocol.Ref `json:"c,omitempty"`
+	// Pulled: the local file was last written by a pull (conservative mode).
+	Pulled bool `json:"p,omitempty"`
+}
+
+// change turns the state back into the manifest entry that describes it.
+func (s *fileState) change(path string) protocol.Change {
+	return protocol.Change{Path: path, Kind: s.Kind, Version: s.Version, By: s.By, Hash: s.Hash, Size: s.Size, MTime: s.MTime, Mode: s.Mode, Target: s.Target}
+}
+
+func stateOf(c *protocol.Change) *fileState {
+	return &fileState{Kind: c.Kind, Version: c.Version, By: c.By, Hash: c.Hash, Size: c.Size, MTime: c.MTime, Mode: c.Mode, Target: c.Target}
+}
+
+// outstanding is one of our manifests whose data still waits on the relay.
+type outstanding struct {
+	Seq      uint64   `json:"seq"`
+	Pullers  []string `json:"pullers"`
+	Need     int      `json:"need"`
+	Manifest int64    `json:"manifest"` // the manifest's stored size
+	Objects  []string `json:"objects"`
+	Sizes    []int64  `json:"sizes"`
+	Time     int64    `json:"time"`
+}
+
+func u64key(n uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b[:]
+}
+
+func getJSON(b *state.Bucket, key []byte, v any) (bool, error) {
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("local state %q is damaged: %w; run `escale repair`", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *state.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+func getU64(b *state.Bucket, key string) uint64 {
+	v := b.Get([]byte(key))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putU64(b *state.Bucket, key string, n uint64) error {
+	return b.Put([]byte(key), u64key(n))
+}
+
+// buckets opens the named buckets of tx.
+func buckets(tx *state.Tx, names ...string) ([]*state.Bucket, error) {
+	out := make([]*state.Bucket, len(names))
+	for i, n := range names {
+		b, err := tx.Bucket(n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}

@@ -1,0 +1,450 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+)
+
+// localChange is a path whose local content differs from its synced state.
+type localChange struct {
+	path string
+	le   *localEntry // nil: deleted here
+	st   *fileState  // nil: new
+}
+
+// localChanges lists what changed here since the last sync, sorted by path.
+func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
+	var out []localChange
+	err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketFiles)
+		if err != nil {
+			return err
+		}
+		seen := make(map[string]bool, len(lv.entries))
+		if err := b.ForEach(nil, func(k, v []byte) error {
+			path := string(k)
+			seen[path] = true
+			var st fileState
+			if _, err := getJSON(b, k, &st); err != nil {
+				return err
+			}
+			if st.Kind == protocol.KindDelete && lv.entries[path] == nil {
+				return nil
+			}
+			if st.Kind != protocol.KindDelete && lv.entries[path] == nil && e.opts.Filter != nil && !e.opts.Filter.Match(path, false) {
+				return nil // no longer synced here: not a deletion
+			}
+			if le, mod := lv.modified(path, &st); mod {
+				out = append(out, localChange{path: path, le: le, st: &st})
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for path, le := range lv.entries {
+			if !seen[path] && !lv.isUncertain(path) {
+				out = append(out, localChange{path: path, le: le})
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	return out, err
+}
+
+// pusher builds one manifest.
+type pusher struct {
+	e       *Engine
+	res     *Result
+	clock   uint64
+	changes []protocol.Change
+	states  map[string]*fileState
+	objects []string
+	sizes   []int64
+	pack    *packBuilder
+	usage   int64 // relay usage, for the quota
+	full    bool  // quota reached: the rest waits
+}
+
+// push publishes the local changes as one manifest: data, then the
+// manifest, then the head (PROTOCOL.md §5.1).
+func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
+	changes, err := e.localChanges(lv)
+	if err != nil || len(changes) == 0 {
+		return err
+	}
+	changes = e.holdBackMassDelete(changes, lv, res)
+	if len(changes) == 0 {
+		return nil
+	}
+	var seq uint64
+	p := &pusher{e: e, res: res, states: map[string]*fileState{}}
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		p.clock, seq = getU64(b, "clock"), getU64(b, "seq")
+		return nil
+	}); err != nil {
+		return err
+	}
+	if e.opts.Quota > 0 {
+		if p.usage, err = e.relayUsage(ctx); err != nil {
+			return err
+		}
+	}
+	p.pack = newPackBuilder(e.packSize())
+	renamedFrom := renames(changes)
+	for _, lc := range changes {
+		if p.full {
+			break
+		}
+		if err := p.add(ctx, lc, renamedFrom[lc.path]); err != nil {
+			return err
+		}
+	}
+	if err := p.flushPack(ctx); err != nil {
+		return err
+	}
+	if len(p.changes) == 0 {
+		return nil
+	}
+	pullers, need, err := e.expectedPullers(ctx)
+	if err != nil {
+		return err
+	}
+	seq++
+	m := &protocol.Manifest{V: protocol.Version, Client: e.opts.Client, Seq: seq, Time: e.opts.Now().UTC(), Clock: p.clock, Pullers: pullers, Need: need, Changes: p.changes, Objects: p.objects}
+	size, err := e.repo.PutJSON(ctx, envelope.KindManifest, protocol.ManifestName(e.cid, seq), m)
+	if err != nil {
+		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := e.repo.PutHead(ctx, protocol.Head{CID: e.cid, Seq: seq}); err != nil {
+		return fmt.Errorf("write head: %w", err)
+	}
+	if seq > 1 {
+		// The new head is in place; the old one only costs listing space.
+		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: seq - 1}.Name())
+	}
+	res.BytesUp += size
+	res.Pushed += len(p.changes)
+	out := outstanding{Seq: seq, Pullers: pullers, Need: need, Objects: p.objects, Sizes: p.sizes, Time: m.Time.UnixNano(), Manifest: size}
+	return e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut)
+		if err != nil {
+			return err
+		}
+		if err := putU64(bs[0], "clock", p.clock); err != nil {
+			return err
+		}
+		if err := putU64(bs[0], "seq", seq); err != nil {
+			return err
+		}
+		for path, st := range p.states {
+			if err := putJSON(bs[1], []byte(path), st); err != nil {
+				return err
+			}
+		}
+		return putJSON(bs[2], u64key(seq), &out)
+	})
+}
+
+// renames pairs deleted paths with new paths of the same content.
+func renames(changes []localChange) map[string]string {
+	gone := map[string]string{} // hash → deleted path
+	for _, lc := range changes {
+		if lc.le == nil && lc.st != nil && lc.st.Kind == protocol.KindFile {
+			gone[lc.st.Hash] = lc.path
+		}
+	}
+	out := map[string]string{}
+	for _, lc := range changes {
+		if lc.le != nil && lc.st == nil && lc.le.changeKind() == protocol.KindFile {
+			if from, ok := gone[lc.le.Hash]; ok {
+				out[lc.path] = from
+				delete(gone, lc.le.Hash)
+			}
+		}
+	}
+	return out
+}
+
+// holdBackMassDelete drops the deletions when there are too many of them.
+func (e *Engine) holdBackMassDelete(changes []localChange, lv *localView, res *Result) []localChange {
+	dels := 0
+	for _, lc := range changes {
+		if lc.le == nil {
+			dels++
+		}
+	}
+	synced := lv.files + dels
+	if e.opts.AllowMassDelete || dels <= max(massDeleteMin, synced*e.opts.MaxDelete/100) {
+		return changes
+	}
+	e.log.Warn("mass deletion held back", "deleted", dels, "of", synced)
+	res.Waiting = append(res.Waiting, fmt.Sprintf("mass deletion held back: %d of %d files were deleted here, more than %d%%; run `escale sync --allow-mass-delete` if that is intended", dels, synced, e.opts.MaxDelete))
+	kept := changes[:0]
+	for _, lc := range changes {
+		if lc.le != nil {
+			kept = append(kept, lc)
+		}
+	}
+	return kept
+}
+
+func (e *Engine) packSize() int64 {
+	n := e.opts.MaxPackSize
+	if e.opts.Quota > 0 {
+		n = min(n, e.opts.Quota/2)
+	}
+	return max(n, 64<<10)
+}
+
+// add turns one local change into a manifest entry, uploading its data.
+func (p *pusher) add(ctx context.Context, lc localChange, from string) error {
+	e := p.e
+	var base protocol.Vector
+	if lc.st != nil {
+		base = lc.st.Version
+	}
+	p.clock = max(p.clock, base.Max()) + 1
+	c := protocol.Change{Path: lc.path, Version: base.Bump(e.cid, p.clock), By: e.opts.Client}
+	if lc.le == nil {
+		c.Kind = protocol.KindDelete
+		p.commit(c, nil)
+		return nil
+	}
+	le := lc.le
+	c.Kind, c.Hash, c.Size, c.MTime, c.Mode = le.changeKind(), le.Hash, le.Size, le.MTime, uint32(le.Mode.Perm())
+	if c.Kind == protocol.KindSymlink {
+		c.Target, c.Size = le.Target, 0
+		p.commit(c, nil)
+		return nil
+	}
+	c.From = from
+	var err error
+	if le.Size <= SmallFile {
+		err = p.addSmall(ctx, &c)
+	} else {
+		err = p.addBig(ctx, &c, lc.st)
+	}
+	if errors.Is(err, errUnstable) {
+		p.e.log.Info("a file changed while being read; it goes next round", "path", lc.path)
+		p.res.Waiting = append(p.res.Waiting, lc.path+" changed while being read")
+		return nil
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // gone since the scan: the next round sees the deletion
+	}
+	return err
+}
+
+func (p *pusher) commit(c protocol.Change, chunks []protocol.Ref) {
+	st := stateOf(&c)
+	st.Chunks = chunks
+	p.changes = append(p.changes, c)
+	p.states[c.Path] = st
+}
+
+var errUnstable = errors.New("file changed while being read")
+
+// readLocal reads a small file whole and checks it is what the scan hashed.
+func (p *pusher) readLocal(path, want string, size int64) ([]byte, error) {
+	abs, err := p.e.folder.Resolve(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	sum := blake3.Sum256(data)
+	if hex.EncodeToString(sum[:]) != want {
+		return nil, errUnstable
+	}
+	return data, nil
+}
+
+func (p *pusher) addSmall(ctx context.Context, c *protocol.Change) error {
+	data, err := p.readLocal(c.Path, c.Hash, c.Size)
+	if err != nil {
+		return err
+	}
+	stored, z := p.e.codec.compress(nil, data)
+	if p.pack.size()+int64(len(stored)) > p.pack.limit && p.pack.size() > 0 {
+		if err := p.flushPack(ctx); err != nil {
+			return err
+		}
+		if p.full {
+			return nil
+		}
+	}
+	ref := p.pack.add(stored, z, int64(len(data)))
+	c.Data = []protocol.Ref{ref}
+	p.pack.pending = append(p.pack.pending, *c)
+	return nil
+}
+
+// flushPack uploads the pack being built and commits its files.
+func (p *pusher) flushPack(ctx context.Context) error {
+	pb := p.pack
+	if pb.size() == 0 {
+		return nil
+	}
+	if !p.fits(pb.size() + 4096) {
+		// Waiting for space: these files go in a later round.
+		pb.reset()
+		return nil
+	}
+	id := envelope.RandomName()
+	for i := range pb.pending {
+		pb.pending[i].Data[0].Obj = id
+	}
+	n, err := p.e.repo.PutStream(ctx, envelope.KindPack, protocol.DataName(p.e.cid, id), func(w io.Writer) error {
+		_, err := w.Write(pb.buf.Bytes())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("upload pack: %w", err)
+	}
+	p.uploaded(id, n)
+	for _, c := range pb.pending {
+		p.commit(c, nil)
+	}
+	pb.reset()
+	return nil
+}
+
+func (p *pusher) uploaded(id string, n int64) {
+	p.objects = append(p.objects, id)
+	p.sizes = append(p.sizes, n)
+	p.usage += n
+	p.res.BytesUp += n
+}
+
+// fits checks the quota before an upload of n bytes.
+func (p *pusher) fits(n int64) bool {
+	q := p.e.opts.Quota
+	if q <= 0 || p.usage+n <= q {
+		return true
+	}
+	if !p.full {
+		p.full = true
+		p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("waiting for relay space: %s used of the %s quota; the rest is sent once other clients have pulled", humanBytes(p.usage), humanBytes(q)))
+	}
+	return false
+}
+
+// addBig chunks a big file and uploads the chunks the relay does not hold
+// and the pullers' base version does not have.
+func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) error {
+	abs, err := p.e.folder.Resolve(c.Path)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(abs)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	have := map[string]bool{}
+	if st != nil {
+		for _, r := range st.Chunks {
+			have[r.Hash] = true
+		}
+	}
+	whole := blake3.New()
+	ch := p.e.chunk.new(io.TeeReader(f, whole))
+	buf := make([]byte, chunkMax)
+	var refs []protocol.Ref
+	var total int64
+	for {
+		chunk, err := ch.Next(buf)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", c.Path, err)
+		}
+		sum := blake3.Sum256(chunk.Data)
+		h := hex.EncodeToString(sum[:])
+		id := p.e.repo.ObjectID([]byte("chunk"), sum[:])
+		ref := protocol.Ref{Obj: id, Size: int64(chunk.Length), Hash: h}
+		total += int64(chunk.Length)
+		if !have[h] {
+			if !p.fits(int64(chunk.Length) + 4096) {
+				return nil
+			}
+			// The envelope compresses chunks that compress.
+			n, err := p.e.repo.PutStream(ctx, envelope.KindChunk, protocol.DataName(p.e.cid, id), func(w io.Writer) error {
+				_, err := w.Write(chunk.Data)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("upload a chunk of %s: %w", c.Path, err)
+			}
+			have[h] = true
+			p.uploaded(id, n)
+		}
+		refs = append(refs, ref)
+	}
+	if hex.EncodeToString(whole.Sum(nil)) != c.Hash || total != c.Size {
+		return errUnstable
+	}
+	c.Data = refs
+	p.commit(*c, refs)
+	return nil
+}
+
+// packBuilder gathers small files into one pack.
+type packBuilder struct {
+	buf     bytes.Buffer
+	limit   int64
+	pending []protocol.Change
+}
+
+func newPackBuilder(limit int64) *packBuilder { return &packBuilder{limit: limit} }
+
+func (pb *packBuilder) size() int64 { return int64(pb.buf.Len()) }
+
+func (pb *packBuilder) add(stored []byte, z bool, size int64) protocol.Ref {
+	ref := protocol.Ref{Off: int64(pb.buf.Len()), Len: int64(len(stored)), Size: size, Z: z}
+	pb.buf.Write(stored)
+	return ref
+}
+
+func (pb *packBuilder) reset() {
+	pb.buf.Reset()
+	pb.pending = pb.pending[:0]
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

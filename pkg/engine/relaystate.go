@@ -1,0 +1,335 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"time"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+	"github.com/escale-sync/escale/pkg/storage"
+)
+
+// register writes this client's record once, so pushers count it as a puller.
+func (e *Engine) register(ctx context.Context) error {
+	var done bool
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		done = string(b.Get([]byte("registered"))) == string(e.opts.Mode)
+		return nil
+	}); err != nil || done {
+		return err
+	}
+	info := protocol.ClientInfo{V: protocol.Version, Name: e.opts.Client, Mode: string(e.opts.Mode), Pulls: e.opts.Mode.pulls(), Created: e.opts.Now().UTC()}
+	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.InfoName(e.cid), &info); err != nil {
+		return fmt.Errorf("register client: %w", err)
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("registered"), []byte(e.opts.Mode))
+	})
+}
+
+// checkOwnHeads catches a second process (or machine) running under this
+// client's name: a head of ours that we did not write.
+func (e *Engine) checkOwnHeads(heads []protocol.Head) error {
+	var seq uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		seq = getU64(b, "seq")
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, h := range heads {
+		if h.CID == e.cid && !h.Ack && h.Seq > seq {
+			return fmt.Errorf("the relay has update %d from client %q, but this client only wrote up to %d: another escale uses the same client name on this repository; give each machine its own `client` name", h.Seq, e.opts.Client, seq)
+		}
+	}
+	return nil
+}
+
+// writeAcks publishes what this client has applied, then bumps its ack head
+// so pushers know to look.
+func (e *Engine) writeAcks(ctx context.Context) error {
+	acks := protocol.Acks{V: protocol.Version, Client: e.opts.Client, Time: e.opts.Now().UTC(), Applied: map[string]uint64{}}
+	var gen uint64
+	if err := e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketPeers, bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := bs[0].ForEach(nil, func(k, v []byte) error {
+			acks.Applied[string(k)] = getU64(bs[0], string(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		gen = getU64(bs[1], "ackgen") + 1
+		return putU64(bs[1], "ackgen", gen)
+	}); err != nil {
+		return err
+	}
+	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.AcksName(e.cid), &acks); err != nil {
+		return fmt.Errorf("write acknowledgements: %w", err)
+	}
+	if err := e.repo.PutHead(ctx, protocol.Head{CID: e.cid, Seq: gen, Ack: true}); err != nil {
+		return fmt.Errorf("write ack head: %w", err)
+	}
+	if gen > 1 {
+		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: gen - 1, Ack: true}.Name())
+	}
+	return nil
+}
+
+// clients lists the registered clients, reading records not seen before.
+func (e *Engine) clients(ctx context.Context) (map[string]*protocol.ClientInfo, error) {
+	entries, err := e.relay.List(ctx, protocol.ClientsDir)
+	if err != nil {
+		return nil, fmt.Errorf("list clients: %w", err)
+	}
+	out := map[string]*protocol.ClientInfo{}
+	for _, en := range entries {
+		cid := path.Base(en.Name)
+		if !en.IsDir || !protocol.ValidCID(cid) {
+			continue
+		}
+		info, ok := e.peers[cid]
+		if !ok {
+			var ci protocol.ClientInfo
+			err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.InfoName(cid), protocol.MaxSmallObj, &ci)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue // registering right now
+			}
+			if err != nil {
+				return nil, fmt.Errorf("client record %s: %w", protocol.InfoName(cid), err)
+			}
+			if e.repo.CID(ci.Name) != cid {
+				return nil, fmt.Errorf("client record %s: %w: names client %q of another id", protocol.InfoName(cid), protocol.ErrInvalid, ci.Name)
+			}
+			info = &ci
+			e.peers[cid] = info
+		}
+		out[cid] = info
+	}
+	return out, nil
+}
+
+// expectedPullers fixes who must acknowledge a new manifest (PROTOCOL.md §8).
+func (e *Engine) expectedPullers(ctx context.Context) ([]string, int, error) {
+	if e.opts.Pullers > 0 {
+		return nil, e.opts.Pullers, nil
+	}
+	cl, err := e.clients(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ids []string
+	for cid, info := range cl {
+		if cid != e.cid && info.Pulls {
+			ids = append(ids, cid)
+		}
+	}
+	sort.Strings(ids)
+	// Nobody else registered yet: keep the data for the first client that
+	// joins instead of deleting it at once.
+	return ids, max(1, len(ids)), nil
+}
+
+// relayUsage sums the sizes of every client's objects.
+func (e *Engine) relayUsage(ctx context.Context) (int64, error) {
+	var total int64
+	err := e.relay.Walk(ctx, protocol.ClientsDir, func(en storage.Entry) error {
+		if en.Size > 0 {
+			total += en.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("measure relay usage: %w", err)
+	}
+	return total, nil
+}
+
+// collect deletes the data and manifests of ours that every expected puller
+// has acknowledged (PROTOCOL.md §8).
+func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result) error {
+	var outs []outstanding
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketOut)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, v []byte) error {
+			var o outstanding
+			if _, err := getJSON(b, k, &o); err != nil {
+				return err
+			}
+			outs = append(outs, o)
+			return nil
+		})
+	}); err != nil || len(outs) == 0 {
+		return err
+	}
+	acks, err := e.readAcks(ctx, heads)
+	if err != nil {
+		return err
+	}
+	now := e.opts.Now()
+	var done []outstanding
+	for _, o := range outs {
+		if e.acknowledged(o, acks, now) {
+			done = append(done, o)
+		}
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	// Objects still referenced by a pending manifest stay (a chunk can be
+	// reused by a later version).
+	pending := map[string]bool{}
+	doneSet := map[uint64]bool{}
+	for _, o := range done {
+		doneSet[o.Seq] = true
+	}
+	for _, o := range outs {
+		if !doneSet[o.Seq] {
+			for _, id := range o.Objects {
+				pending[id] = true
+			}
+		}
+	}
+	for _, o := range done {
+		for _, id := range o.Objects {
+			if pending[id] {
+				continue
+			}
+			if err := e.relay.Delete(ctx, protocol.DataName(e.cid, id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("collect: %w", err)
+			}
+			res.Collected++
+		}
+		if err := e.relay.Delete(ctx, protocol.ManifestName(e.cid, o.Seq)); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("collect: %w", err)
+		}
+		res.Collected++
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketOut)
+		if err != nil {
+			return err
+		}
+		for _, o := range done {
+			if err := b.Delete(u64key(o.Seq)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ackRecord is another client's acknowledgements as last read.
+type ackRecord struct {
+	Gen     uint64            `json:"gen"`
+	Time    time.Time         `json:"time"`
+	Applied map[string]uint64 `json:"applied"`
+}
+
+// readAcks returns every client's acknowledgements, re-reading only those
+// whose ack head moved since the last read.
+func (e *Engine) readAcks(ctx context.Context, heads []protocol.Head) (map[string]*ackRecord, error) {
+	out := map[string]*ackRecord{}
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketAcks)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, v []byte) error {
+			var r ackRecord
+			if _, err := getJSON(b, k, &r); err != nil {
+				return err
+			}
+			out[string(k)] = &r
+			return nil
+		})
+	}); err != nil {
+		return nil, err
+	}
+	changed := map[string]*ackRecord{}
+	for _, h := range heads {
+		if !h.Ack || h.CID == e.cid {
+			continue
+		}
+		if r := out[h.CID]; r != nil && r.Gen >= h.Seq {
+			continue
+		}
+		var a protocol.Acks
+		err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.AcksName(h.CID), protocol.MaxSmallObj, &a)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("acknowledgements of client %s: %w", h.CID, err)
+		}
+		if e.repo.CID(a.Client) != h.CID {
+			return nil, fmt.Errorf("acknowledgements of client %s: %w: written for client %q", h.CID, protocol.ErrInvalid, a.Client)
+		}
+		r := &ackRecord{Gen: h.Seq, Time: a.Time, Applied: a.Applied}
+		out[h.CID], changed[h.CID] = r, r
+	}
+	if len(changed) == 0 {
+		return out, nil
+	}
+	return out, e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketAcks)
+		if err != nil {
+			return err
+		}
+		for cid, r := range changed {
+			if err := putJSON(b, []byte(cid), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// acknowledged reports whether o's data may leave the relay. A listed puller
+// unseen for puller_timeout no longer pins it.
+func (e *Engine) acknowledged(o outstanding, acks map[string]*ackRecord, now time.Time) bool {
+	age := now.Sub(time.Unix(0, o.Time))
+	if len(o.Pullers) > 0 {
+		for _, cid := range o.Pullers {
+			r := acks[cid]
+			if r != nil && r.Applied[e.cid] >= o.Seq {
+				continue
+			}
+			if age > e.opts.PullerTimeout && (r == nil || now.Sub(r.Time) > e.opts.PullerTimeout) {
+				e.log.Warn("a puller has not been seen for longer than puller_timeout; it no longer pins relay data and must resync when it returns", "client", cid, "update", o.Seq)
+				continue
+			}
+			return false
+		}
+		return true
+	}
+	n := 0
+	for cid, r := range acks {
+		if cid != e.cid && r.Applied[e.cid] >= o.Seq {
+			n++
+		}
+	}
+	return n >= o.Need || (age > e.opts.PullerTimeout && n > 0)
+}

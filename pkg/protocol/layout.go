@@ -1,0 +1,126 @@
+// Package protocol is the relay protocol of docs/PROTOCOL.md: the names of
+// relay objects, their formats, and sealed reads and writes over a storage
+// relay. It makes no sync decisions; the engine does.
+package protocol
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Version is the relay format version this code writes and reads.
+const Version = 1
+
+// Names of the layout (docs/PROTOCOL.md §2).
+const (
+	MarkerName = "escale.json"
+	KeysDir    = "keys"
+	HeadsDir   = "heads"
+	ClientsDir = "clients"
+	LocksDir   = "locks"
+)
+
+// CIDLen is the length of a client id: 26 base32 characters.
+const CIDLen = 26
+
+func seqString(n uint64) string { return fmt.Sprintf("%016x", n) }
+
+// ClientDir is the prefix only client cid writes under.
+func ClientDir(cid string) string { return ClientsDir + "/" + cid }
+
+// ManifestName is manifest seq of client cid.
+func ManifestName(cid string, seq uint64) string {
+	return ClientDir(cid) + "/log/" + seqString(seq)
+}
+
+// LogDir holds the manifests of client cid.
+func LogDir(cid string) string { return ClientDir(cid) + "/log" }
+
+// DataDir holds the packs and chunks of client cid.
+func DataDir(cid string) string { return ClientDir(cid) + "/data" }
+
+// DataName is data object id of client cid.
+func DataName(cid, id string) string { return DataDir(cid) + "/" + id }
+
+// AcksName holds client cid's acknowledgements.
+func AcksName(cid string) string { return ClientDir(cid) + "/acks" }
+
+// InfoName holds client cid's record.
+func InfoName(cid string) string { return ClientDir(cid) + "/info" }
+
+// IndexDir holds client cid's index.
+func IndexDir(cid string) string { return ClientDir(cid) + "/index" }
+
+// IndexRootName is generation gen of cid's index root.
+func IndexRootName(cid string, gen uint64) string {
+	return IndexDir(cid) + "/root." + seqString(gen)
+}
+
+// IndexPageName is generation gen of one page of cid's index.
+func IndexPageName(cid, page string, gen uint64) string {
+	return IndexDir(cid) + "/" + page + "." + seqString(gen)
+}
+
+// Head is a parsed marker of heads/.
+type Head struct {
+	CID string
+	Seq uint64 // the manifest sequence number, or the ack generation when Ack
+	Ack bool
+}
+
+// Name is the marker's relay name.
+func (h Head) Name() string {
+	if h.Ack {
+		return HeadsDir + "/" + h.CID + ".a" + seqString(h.Seq)
+	}
+	return HeadsDir + "/" + h.CID + "." + seqString(h.Seq)
+}
+
+// ParseHead parses the base name of a heads/ marker. Anything else — a
+// foreign file, a half-written name — is reported as not a head.
+func ParseHead(base string) (Head, bool) {
+	cid, rest, ok := strings.Cut(base, ".")
+	if !ok || !ValidCID(cid) {
+		return Head{}, false
+	}
+	h := Head{CID: cid}
+	if strings.HasPrefix(rest, "a") {
+		h.Ack = true
+		rest = rest[1:]
+	}
+	if len(rest) != 16 {
+		return Head{}, false
+	}
+	n, err := strconv.ParseUint(rest, 16, 64)
+	if err != nil {
+		return Head{}, false
+	}
+	h.Seq = n
+	return h, true
+}
+
+// ValidCID reports whether s has the form of a client id.
+func ValidCID(s string) bool {
+	if len(s) != CIDLen {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidObjectID reports whether s has the form of a data object id.
+func ValidObjectID(s string) bool { return ValidCID(s) }
+
+// ParseSeqName parses the 16-hex-digit base name of a manifest.
+func ParseSeqName(base string) (uint64, bool) {
+	if len(base) != 16 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(base, 16, 64)
+	return n, err == nil
+}

@@ -1,0 +1,239 @@
+package protocol
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/escale-sync/escale/pkg/localfs"
+)
+
+// Marker is escale.json, the plaintext marker of a relay (PROTOCOL.md §3).
+type Marker struct {
+	Format     string    `json:"format"`
+	Version    int       `json:"version"`
+	Repository string    `json:"repository"` // 32 hex digits
+	Encryption string    `json:"encryption"` // "age" or "none"
+	Created    time.Time `json:"created"`
+}
+
+// MarkerFormat is the Format of every escale marker.
+const MarkerFormat = "escale-relay"
+
+// ParseMarker decodes and checks escale.json.
+func ParseMarker(data []byte) (*Marker, error) {
+	var m Marker
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", MarkerName, err)
+	}
+	if m.Format != MarkerFormat {
+		return nil, fmt.Errorf("%s does not mark an escale relay (format %q)", MarkerName, m.Format)
+	}
+	if m.Version > Version {
+		return nil, fmt.Errorf("the relay uses format version %d; this escale reads version %d: upgrade escale", m.Version, Version)
+	}
+	if m.Version < 1 {
+		return nil, fmt.Errorf("%s: bad version %d", MarkerName, m.Version)
+	}
+	if _, err := m.RepoID(); err != nil {
+		return nil, err
+	}
+	if m.Encryption != "age" && m.Encryption != "none" {
+		return nil, fmt.Errorf("%s: unknown encryption %q", MarkerName, m.Encryption)
+	}
+	return &m, nil
+}
+
+// RepoID decodes the repository id.
+func (m *Marker) RepoID() ([16]byte, error) {
+	var id [16]byte
+	b, err := hex.DecodeString(m.Repository)
+	if err != nil || len(b) != 16 {
+		return id, fmt.Errorf("%s: bad repository id %q", MarkerName, m.Repository)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// ChangeKind says what a change does to a path.
+type ChangeKind string
+
+// The kinds of change.
+const (
+	KindFile    ChangeKind = "file"
+	KindSymlink ChangeKind = "symlink"
+	KindDelete  ChangeKind = "delete"
+)
+
+// Ref locates bytes of a file in a data object: a slice of a pack's
+// plaintext, or a whole chunk.
+type Ref struct {
+	Obj  string `json:"obj"`            // data object id (in the pusher's data/)
+	Off  int64  `json:"off,omitempty"`  // offset in the object's plaintext
+	Len  int64  `json:"len"`            // stored length at Off
+	Size int64  `json:"size"`           // plaintext length once decompressed
+	Z    bool   `json:"z,omitempty"`    // zstd-compressed on its own
+	Hash string `json:"hash,omitempty"` // BLAKE3 of the plaintext (chunks)
+}
+
+// Change is one entry of a manifest or an index page.
+type Change struct {
+	Path    string     `json:"path"`
+	Kind    ChangeKind `json:"kind"`
+	Version Vector     `json:"version"`
+	By      string     `json:"by"`               // name of the client that made this version
+	Hash    string     `json:"hash,omitempty"`   // BLAKE3-256 hex of the content (file) or target (symlink)
+	Size    int64      `json:"size,omitempty"`   // plaintext size
+	MTime   int64      `json:"mtime,omitempty"`  // Unix nanoseconds
+	Mode    uint32     `json:"mode,omitempty"`   // permission bits
+	Target  string     `json:"target,omitempty"` // symlink target
+	From    string     `json:"from,omitempty"`   // a rename: the old path
+	Data    []Ref      `json:"data,omitempty"`
+}
+
+// Manifest is one update of a client (PROTOCOL.md §5).
+type Manifest struct {
+	V       int       `json:"v"`
+	Client  string    `json:"client"`
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Epoch   uint32    `json:"epoch"`
+	Clock   uint64    `json:"clock"`   // the pusher's Lamport clock after this manifest
+	Pullers []string  `json:"pullers"` // expected pullers (client ids); empty: any Need clients
+	Need    int       `json:"need"`    // acknowledgements needed before the data may go
+	Changes []Change  `json:"changes"`
+	Objects []string  `json:"objects,omitempty"` // data object ids introduced here
+}
+
+// ErrInvalid marks relay content that is well-sealed but malformed.
+var ErrInvalid = errors.New("invalid relay object")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// Validate checks a manifest read as seq from a client, before anything in
+// it is used. goos is the local OS, whose name rules apply.
+func (m *Manifest) Validate(seq uint64, goos string) error {
+	if m.V != Version {
+		return invalid("manifest version %d, this escale reads %d", m.V, Version)
+	}
+	if m.Seq != seq {
+		return invalid("manifest says seq %d but is stored as %d", m.Seq, seq)
+	}
+	if m.Need < 0 || m.Need > 1<<16 {
+		return invalid("bad puller count %d", m.Need)
+	}
+	for _, p := range m.Pullers {
+		if !ValidCID(p) {
+			return invalid("bad puller id %q", p)
+		}
+	}
+	for _, o := range m.Objects {
+		if !ValidObjectID(o) {
+			return invalid("bad object id %q", o)
+		}
+	}
+	seen := make(map[string]bool, len(m.Changes))
+	for i := range m.Changes {
+		c := &m.Changes[i]
+		if err := c.Validate(goos); err != nil {
+			return fmt.Errorf("change %d: %w", i, err)
+		}
+		if seen[c.Path] {
+			return invalid("path %q appears twice", c.Path)
+		}
+		seen[c.Path] = true
+	}
+	return nil
+}
+
+// Validate checks one change: its path against PROTOCOL.md §10, its fields
+// against its kind.
+func (c *Change) Validate(goos string) error {
+	if err := localfs.ValidName(c.Path, goos); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.From != "" {
+		if err := localfs.ValidName(c.From, goos); err != nil {
+			return fmt.Errorf("%w: rename source: %v", ErrInvalid, err)
+		}
+	}
+	if len(c.Version) == 0 {
+		return invalid("%q has no version", c.Path)
+	}
+	for id := range c.Version {
+		if !ValidCID(id) {
+			return invalid("%q: bad client id %q in version", c.Path, id)
+		}
+	}
+	switch c.Kind {
+	case KindDelete:
+		return nil
+	case KindFile, KindSymlink:
+	default:
+		return invalid("%q: unknown kind %q", c.Path, c.Kind)
+	}
+	if b, err := hex.DecodeString(c.Hash); err != nil || len(b) != 32 {
+		return invalid("%q: bad hash", c.Path)
+	}
+	if c.Size < 0 {
+		return invalid("%q: negative size", c.Path)
+	}
+	if c.Kind == KindSymlink {
+		if c.Target == "" {
+			return invalid("%q: symlink without target", c.Path)
+		}
+		return nil
+	}
+	var total int64
+	for _, r := range c.Data {
+		if !ValidObjectID(r.Obj) || r.Off < 0 || r.Len < 0 || r.Size < 0 {
+			return invalid("%q: bad data reference", c.Path)
+		}
+		total += r.Size
+	}
+	if c.From == "" && total != c.Size {
+		return invalid("%q: data references hold %d bytes for a %d-byte file", c.Path, total, c.Size)
+	}
+	return nil
+}
+
+// Acks is a puller's acknowledgements (PROTOCOL.md §8).
+type Acks struct {
+	V       int               `json:"v"`
+	Client  string            `json:"client"`
+	Time    time.Time         `json:"time"`
+	Applied map[string]uint64 `json:"applied"` // pusher id → last seq applied
+}
+
+// ClientInfo is a client's record, clients/<cid>/info.
+type ClientInfo struct {
+	V       int       `json:"v"`
+	Name    string    `json:"name"`
+	Mode    string    `json:"mode"`
+	Pulls   bool      `json:"pulls"`
+	Created time.Time `json:"created"`
+}
+
+// IndexRoot lists a client's index pages (PROTOCOL.md §9).
+type IndexRoot struct {
+	V     int       `json:"v"`
+	Seq   uint64    `json:"seq"`   // the last manifest the index covers
+	Clock uint64    `json:"clock"` // the client's Lamport clock then
+	Pages []PageRef `json:"pages"`
+}
+
+// PageRef names one generation of an index page.
+type PageRef struct {
+	ID  string `json:"id"`
+	Gen uint64 `json:"gen"`
+}
+
+// IndexPage holds the entries of one page, sorted by path.
+type IndexPage struct {
+	V       int      `json:"v"`
+	Entries []Change `json:"entries"`
+}

@@ -1,0 +1,102 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/rclone/rclone/fs"
+	"github.com/rclone/rclone/fs/config/configmap"
+	"github.com/rclone/rclone/fs/fspath"
+)
+
+// relaySpec is a parsed relay spec.
+type relaySpec struct {
+	fsString string // what rclone's NewFs gets
+	remote   string // the config remote name ("" for inline and local)
+	display  string // the spec with secrets redacted
+}
+
+// isLocalSpec says whether spec names a local directory rather than a remote.
+// rclone would guess the same for most, but "C:\dir" is only a drive on
+// Windows, and a bare relative name is made absolute so a later chdir cannot
+// move the relay.
+func isLocalSpec(spec string) bool {
+	if filepath.IsAbs(spec) || spec == "." || spec == ".." ||
+		strings.HasPrefix(spec, "./") || strings.HasPrefix(spec, "../") {
+		return true
+	}
+	if runtime.GOOS == "windows" && (filepath.VolumeName(spec) != "" ||
+		strings.HasPrefix(spec, `.\`) || strings.HasPrefix(spec, `..\`)) {
+		return true
+	}
+	return !strings.Contains(spec, ":")
+}
+
+func parseSpec(spec string) (relaySpec, error) {
+	if strings.TrimSpace(spec) == "" {
+		return relaySpec{}, errors.New(`empty relay spec: give "remote:path", ":type,opt=value:path" or a local folder`)
+	}
+	if isLocalSpec(spec) {
+		abs, err := filepath.Abs(spec)
+		if err != nil {
+			return relaySpec{}, fmt.Errorf("relay folder %q: %w", spec, err)
+		}
+		return relaySpec{fsString: abs, display: abs}, nil
+	}
+	parsed, err := fspath.Parse(spec)
+	if err != nil {
+		return relaySpec{}, fmt.Errorf("relay spec %s: %w (expected \"remote:path\" or \":type,opt=value:path\")", redactSpec(spec), err)
+	}
+	rs := relaySpec{fsString: spec, display: redactSpec(spec)}
+	if parsed.Name != "" && !strings.HasPrefix(parsed.Name, ":") {
+		rs.remote = parsed.Name
+	}
+	return rs, nil
+}
+
+// redactSpec hides the secrets of an inline remote: every option rclone
+// marks as a password or sensitive, and any password inside a URL option.
+// Unparseable specs are hidden whole, as they might hold anything.
+func redactSpec(spec string) string {
+	parsed, err := fspath.Parse(spec)
+	if err != nil {
+		return "<unparseable relay spec>"
+	}
+	if len(parsed.Config) == 0 {
+		return spec
+	}
+	var options fs.Options
+	if strings.HasPrefix(parsed.Name, ":") {
+		if info, err := fs.Find(parsed.Name[1:]); err == nil {
+			options = info.Options
+		}
+	}
+	clean := make(configmap.Simple, len(parsed.Config))
+	for k, v := range parsed.Config {
+		clean[k] = redactValue(options, k, v)
+	}
+	return parsed.Name + "," + clean.String() + ":" + parsed.Path
+}
+
+func redactValue(options fs.Options, key, value string) string {
+	name := strings.ReplaceAll(key, "-", "_")
+	if opt := options.Get(name); opt != nil && (opt.IsPassword || opt.Sensitive) {
+		return "REDACTED"
+	}
+	lower := strings.ToLower(name)
+	for _, word := range []string{"pass", "secret", "token", "key"} {
+		if strings.Contains(lower, word) {
+			return "REDACTED"
+		}
+	}
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			return u.Redacted()
+		}
+	}
+	return value
+}
