@@ -51,6 +51,11 @@ type Options struct {
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
 	Filter          *filter.Filter
+	// IndexBy and IndexN page the relay index: "hash" with N pages, or
+	// "topdir" keeping paths that share their first N folders on one page.
+	// "" picks hash paging sized to the tree.
+	IndexBy string
+	IndexN  int
 
 	Encrypted   bool
 	Credentials protocol.Credentials
@@ -250,7 +255,18 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
+	if e.opts.Mode.pushes() {
+		if err := e.serveWants(ctx, heads, local, res); err != nil {
+			return res, err
+		}
+	}
 	if err := e.collect(ctx, heads, res); err != nil {
+		return res, err
+	}
+	if err := e.publishWants(ctx); err != nil {
+		return res, err
+	}
+	if err := e.publishIndex(ctx, len(local.entries)); err != nil {
 		return res, err
 	}
 	if err := e.folder.Sync(); err != nil {

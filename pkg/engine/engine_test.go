@@ -487,3 +487,36 @@ func TestHostileManifestRejected(t *testing.T) {
 		t.Fatal("something was written outside the folder")
 	}
 }
+
+func TestLateJoinerGetsEverything(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	a.write("docs/one.txt", "one", time.Time{})
+	a.write("docs/two.txt", "two", time.Time{})
+	if err := os.WriteFile(filepath.Join(a.dir, "big.bin"), randomBytes(t, 2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.round()
+	b.round()
+	b.write("docs/two.txt", "two, edited by beta", time.Time{})
+	os.Remove(filepath.Join(b.dir, "docs/one.txt"))
+	b.round()
+	a.round()
+	b.round()
+	if left := w.relayData(); len(left) != 0 {
+		t.Fatalf("relay not empty before the late joiner: %v", left)
+	}
+	// A new laptop joins long after the data was consumed.
+	c := w.client("gamma")
+	c.round() // learns the tree from the indexes and asks for the content
+	a.round() // holders republish, for gamma only
+	b.round()
+	c.round()
+	sameTrees(t, a, c)
+	sameTrees(t, b, c)
+	a.round()
+	b.round()
+	if left := w.relayData(); len(left) != 0 {
+		t.Fatalf("republished data stayed after gamma had it: %v", left)
+	}
+}

@@ -11,11 +11,15 @@ import (
 
 // Buckets of the local state database.
 const (
-	bucketFiles = "files" // path → fileState: what was last synced
-	bucketMeta  = "meta"  // repository id, client id, clock, sequence number
-	bucketPeers = "peers" // pusher cid → last seq applied from it
-	bucketOut   = "out"   // own seq → outstanding manifest (waiting for acks)
-	bucketAcks  = "acked" // pusher cid → ack generation seen (GC trigger)
+	bucketFiles = "files"    // path → fileState: what was last synced
+	bucketMeta  = "meta"     // repository id, client id, clock, sequence number
+	bucketPeers = "peers"    // pusher cid → last seq applied from it
+	bucketOut   = "out"      // own seq → outstanding manifest (waiting for acks)
+	bucketAcks  = "acked"    // pusher cid → ack generation seen (GC trigger)
+	bucketDirty = "idxdirty" // paths changed since the index was last published
+	bucketPage  = "bypage"   // "<page>/<path>": the paths of each index page
+	bucketWants = "wants"    // path → wantItem: content this client asked to be republished
+	bucketSeenW = "wantseen" // client id → want generation already served
 )
 
 // fileState is what a path looked like when it was last synced, in either

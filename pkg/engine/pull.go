@@ -28,7 +28,7 @@ const massDeleteMin = 10
 func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView, res *Result) (bool, error) {
 	latest := map[string]uint64{}
 	for _, h := range heads {
-		if !h.Ack && h.CID != e.cid && h.Seq > latest[h.CID] {
+		if h.Manifest() && h.CID != e.cid && h.Seq > latest[h.CID] {
 			latest[h.CID] = h.Seq
 		}
 	}
@@ -62,6 +62,22 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 		f := &fetcher{e: e, cid: cid}
 		for seq := applied[cid] + 1; seq <= latest[cid]; seq++ {
 			m, err := e.readManifest(ctx, cid, seq)
+			if errors.Is(err, storage.ErrNotFound) {
+				// Collected while this client was away, or it joined late:
+				// catch up from the client's index instead.
+				root, caught, err := p.catchUp(ctx, f, cid, seq)
+				if err != nil {
+					return changed, err
+				}
+				if p.touched {
+					changed = true
+				}
+				if caught {
+					applied[cid] = root
+					seq = root
+					continue
+				}
+			}
 			if err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					// Written after its data and before its head, so it should be
@@ -109,6 +125,30 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 	return changed, e.writeAcks(ctx)
 }
 
+// catchUp merges client cid's index when it covers the missing manifest
+// seq: every entry goes through the usual decision, and content this client
+// lacks is asked for (PROTOCOL.md §9).
+func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64) (uint64, bool, error) {
+	root, entries, err := p.e.readIndex(ctx, cid)
+	if err != nil || root == nil || root.Seq < seq {
+		return 0, false, err
+	}
+	p.e.log.Info("catching up from another client's index", "client", cid, "entries", len(entries), "from", seq, "to", root.Seq)
+	p.holder = cid
+	defer func() { p.holder = "" }()
+	for i := range entries {
+		if err := p.change(ctx, f, &entries[i]); err != nil {
+			if errors.Is(err, errHeldBack) || errors.Is(err, localfs.ErrChanged) || isLocalProblem(err) {
+				p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("catching up from client %s: %v", cid, err))
+				return 0, false, nil
+			}
+			return 0, false, err
+		}
+	}
+	p.acked = true
+	return root.Seq, true, nil
+}
+
 // readManifest reads, verifies and validates manifest seq of cid.
 func (e *Engine) readManifest(ctx context.Context, cid string, seq uint64) (*protocol.Manifest, error) {
 	name := protocol.ManifestName(cid, seq)
@@ -133,8 +173,9 @@ type puller struct {
 	lv      *localView
 	res     *Result
 	budget  int  // deletions this round may still make
-	touched bool // something local changed
-	acked   bool // a manifest was fully handled
+	touched bool   // something local changed
+	acked   bool   // a manifest was fully handled
+	holder  string // set while catching up: whom to ask for content
 }
 
 // manifest applies one manifest. done is false when it must be retried on a
@@ -228,11 +269,17 @@ func (e *Engine) loadState(path string) (*fileState, error) {
 
 func (e *Engine) saveState(path string, st *fileState) error {
 	return e.db.Update(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketFiles)
+		bs, err := buckets(tx, bucketFiles, bucketDirty, bucketWants)
 		if err != nil {
 			return err
 		}
-		return putJSON(b, []byte(path), st)
+		if err := putJSON(bs[0], []byte(path), st); err != nil {
+			return err
+		}
+		if err := bs[2].Delete([]byte(path)); err != nil {
+			return err
+		}
+		return bs[1].Put([]byte(path), nil)
 	})
 }
 
@@ -366,6 +413,14 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 				}
 				return err
 			}
+		}
+		if len(c.Data) == 0 && c.Size > 0 {
+			// An index entry: the content must be republished by its holder.
+			if p.holder == "" {
+				return fmt.Errorf("%w: %s has no data", protocol.ErrInvalid, c.Path)
+			}
+			p.res.Waiting = append(p.res.Waiting, "asked for "+c.Path+" to be sent again")
+			return e.want(c.Path, c, p.holder)
 		}
 		r := &fileReader{ctx: ctx, f: f, refs: c.Data, chunked: c.Size > SmallFile, want: c.Hash, h: blake3.New()}
 		if r.chunked && st != nil && le != nil && sameAsState(le, st) {

@@ -89,14 +89,13 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	if len(changes) == 0 {
 		return nil
 	}
-	var seq uint64
 	p := &pusher{e: e, res: res, states: map[string]*fileState{}}
 	if err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
 			return err
 		}
-		p.clock, seq = getU64(b, "clock"), getU64(b, "seq")
+		p.clock = getU64(b, "clock")
 		return nil
 	}); err != nil {
 		return err
@@ -126,6 +125,24 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	if err != nil {
 		return err
 	}
+	return e.publish(ctx, p, pullers, need, true)
+}
+
+// publish writes the manifest of what p uploaded — data first, then the
+// manifest, then the head (PROTOCOL.md §5.1) — and records it locally.
+// keepStates is false for a republish, which makes no new version.
+func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need int, keepStates bool) error {
+	var seq uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		seq = getU64(b, "seq")
+		return nil
+	}); err != nil {
+		return err
+	}
 	seq++
 	m := &protocol.Manifest{V: protocol.Version, Client: e.opts.Client, Seq: seq, Time: e.opts.Now().UTC(), Clock: p.clock, Pullers: pullers, Need: need, Changes: p.changes, Objects: p.objects}
 	size, err := e.repo.PutJSON(ctx, envelope.KindManifest, protocol.ManifestName(e.cid, seq), m)
@@ -139,23 +156,30 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 		// The new head is in place; the old one only costs listing space.
 		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: seq - 1}.Name())
 	}
-	res.BytesUp += size
-	res.Pushed += len(p.changes)
+	p.res.BytesUp += size
+	if keepStates {
+		p.res.Pushed += len(p.changes)
+	}
 	out := outstanding{Seq: seq, Pullers: pullers, Need: need, Objects: p.objects, Sizes: p.sizes, Time: m.Time.UnixNano(), Manifest: size}
 	return e.db.Update(func(tx *state.Tx) error {
-		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut)
+		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut, bucketDirty)
 		if err != nil {
-			return err
-		}
-		if err := putU64(bs[0], "clock", p.clock); err != nil {
 			return err
 		}
 		if err := putU64(bs[0], "seq", seq); err != nil {
 			return err
 		}
-		for path, st := range p.states {
-			if err := putJSON(bs[1], []byte(path), st); err != nil {
+		if keepStates {
+			if err := putU64(bs[0], "clock", p.clock); err != nil {
 				return err
+			}
+			for path, st := range p.states {
+				if err := putJSON(bs[1], []byte(path), st); err != nil {
+					return err
+				}
+				if err := bs[3].Put([]byte(path), nil); err != nil {
+					return err
+				}
 			}
 		}
 		return putJSON(bs[2], u64key(seq), &out)

@@ -55,7 +55,7 @@ func (e *Engine) checkOwnHeads(heads []protocol.Head) error {
 		return err
 	}
 	for _, h := range heads {
-		if h.CID == e.cid && !h.Ack && h.Seq > seq {
+		if h.CID == e.cid && h.Manifest() && h.Seq > seq {
 			return fmt.Errorf("the relay has update %d from client %q, but this client only wrote up to %d: another escale uses the same client name on this repository; give each machine its own `client` name", h.Seq, e.opts.Client, seq)
 		}
 	}

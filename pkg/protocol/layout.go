@@ -43,6 +43,9 @@ func DataDir(cid string) string { return ClientDir(cid) + "/data" }
 // DataName is data object id of client cid.
 func DataName(cid, id string) string { return DataDir(cid) + "/" + id }
 
+// WantsName holds client cid's republish request.
+func WantsName(cid string) string { return ClientDir(cid) + "/wants" }
+
 // AcksName holds client cid's acknowledgements.
 func AcksName(cid string) string { return ClientDir(cid) + "/acks" }
 
@@ -65,14 +68,21 @@ func IndexPageName(cid, page string, gen uint64) string {
 // Head is a parsed marker of heads/.
 type Head struct {
 	CID string
-	Seq uint64 // the manifest sequence number, or the ack generation when Ack
-	Ack bool
+	Seq  uint64 // the manifest sequence number, or the generation when Ack or Want
+	Ack  bool   // the client rewrote its acknowledgements
+	Want bool   // the client rewrote its republish request
 }
+
+// Manifest reports whether the marker announces a manifest.
+func (h Head) Manifest() bool { return !h.Ack && !h.Want }
 
 // Name is the marker's relay name.
 func (h Head) Name() string {
 	if h.Ack {
 		return HeadsDir + "/" + h.CID + ".a" + seqString(h.Seq)
+	}
+	if h.Want {
+		return HeadsDir + "/" + h.CID + ".w" + seqString(h.Seq)
 	}
 	return HeadsDir + "/" + h.CID + "." + seqString(h.Seq)
 }
@@ -85,8 +95,12 @@ func ParseHead(base string) (Head, bool) {
 		return Head{}, false
 	}
 	h := Head{CID: cid}
-	if strings.HasPrefix(rest, "a") {
+	switch {
+	case strings.HasPrefix(rest, "a"):
 		h.Ack = true
+		rest = rest[1:]
+	case strings.HasPrefix(rest, "w"):
+		h.Want = true
 		rest = rest[1:]
 	}
 	if len(rest) != 16 {

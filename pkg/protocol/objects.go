@@ -152,7 +152,10 @@ func (m *Manifest) Validate(seq uint64, goos string) error {
 
 // Validate checks one change: its path against PROTOCOL.md §10, its fields
 // against its kind.
-func (c *Change) Validate(goos string) error {
+func (c *Change) Validate(goos string) error { return c.validate(goos, true) }
+
+// validate checks a change; index entries (withData false) carry no data.
+func (c *Change) validate(goos string, withData bool) error {
 	if err := localfs.ValidName(c.Path, goos); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -186,6 +189,9 @@ func (c *Change) Validate(goos string) error {
 		if c.Target == "" {
 			return invalid("%q: symlink without target", c.Path)
 		}
+		return nil
+	}
+	if !withData {
 		return nil
 	}
 	var total int64
@@ -236,4 +242,52 @@ type PageRef struct {
 type IndexPage struct {
 	V       int      `json:"v"`
 	Entries []Change `json:"entries"`
+}
+
+// Wants is a client's request that holders publish again content it lacks
+// (a late joiner, or a client that was away too long; PROTOCOL.md §9).
+type Wants struct {
+	V      int        `json:"v"`
+	Client string     `json:"client"`
+	Items  []WantItem `json:"items"`
+}
+
+// WantItem asks one holder for one version of a path.
+type WantItem struct {
+	Path   string `json:"path"`
+	Hash   string `json:"hash"`
+	Holder string `json:"holder"` // the client id asked to republish it
+}
+
+// Validate checks a wants object before use.
+func (w *Wants) Validate(goos string) error {
+	if w.V != Version {
+		return invalid("wants version %d", w.V)
+	}
+	for _, it := range w.Items {
+		if err := localfs.ValidName(it.Path, goos); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if !ValidCID(it.Holder) {
+			return invalid("bad holder id %q", it.Holder)
+		}
+	}
+	return nil
+}
+
+// Validate checks an index page before use.
+func (p *IndexPage) Validate(goos string) error {
+	if p.V != Version {
+		return invalid("index page version %d", p.V)
+	}
+	for i := range p.Entries {
+		c := &p.Entries[i]
+		if c.From != "" || len(c.Data) > 0 {
+			return invalid("index entry %q carries data", c.Path)
+		}
+		if err := c.validate(goos, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }

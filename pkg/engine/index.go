@@ -1,0 +1,419 @@
+package engine
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+	"github.com/escale-sync/escale/pkg/storage"
+)
+
+// indexMeta is the local record of the published index (PROTOCOL.md §9).
+type indexMeta struct {
+	N     int               `json:"n"`     // pages
+	Gen   uint64            `json:"gen"`   // generation of the last publish
+	Pages map[string]uint64 `json:"pages"` // page name → generation
+	Root  uint64            `json:"root"`  // generation of the current root
+}
+
+// indexPages picks the page count: one page for small trees, then enough
+// pages of about 2,000 entries that one change rewrites one small page.
+func (e *Engine) indexPages(files int) int {
+	if e.opts.IndexBy == "hash" && e.opts.IndexN > 0 {
+		return e.opts.IndexN
+	}
+	n := 1
+	for n*2000 < files && n < 4096 {
+		n *= 2
+	}
+	return n
+}
+
+func (e *Engine) pageOf(p string, n int) int {
+	h := blake3.New()
+	nk := e.repo.NameKey()
+	h.Write(nk[:])
+	if e.opts.IndexBy == "topdir" && e.opts.IndexN > 0 {
+		// Paths under the same top folders share a page.
+		parts := strings.SplitN(p, "/", e.opts.IndexN+1)
+		if len(parts) > e.opts.IndexN {
+			p = strings.Join(parts[:e.opts.IndexN], "/")
+		} else {
+			p = path.Dir(p)
+		}
+	}
+	h.Write([]byte(p))
+	var sum [8]byte
+	h.Digest().Read(sum[:])
+	return int(binary.BigEndian.Uint64(sum[:]) % uint64(n))
+}
+
+func (e *Engine) pageName(n, page int) string {
+	return e.repo.ObjectID([]byte("index page"), []byte(strconv.Itoa(n)), []byte(strconv.Itoa(page)))
+}
+
+func pageKey(page int, p string) []byte { return []byte(fmt.Sprintf("%05d/%s", page, p)) }
+
+// publishIndex rewrites the index pages holding paths changed since the
+// last publish, then the root, then drops the old generations.
+func (e *Engine) publishIndex(ctx context.Context, files int) error {
+	var meta indexMeta
+	var dirty []string
+	var seq, clock uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketDirty)
+		if err != nil {
+			return err
+		}
+		if _, err := getJSON(bs[0], []byte("index"), &meta); err != nil {
+			return err
+		}
+		seq, clock = getU64(bs[0], "seq"), getU64(bs[0], "clock")
+		return bs[1].ForEach(nil, func(k, _ []byte) error {
+			dirty = append(dirty, string(k))
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	n := e.indexPages(files)
+	rebuild := meta.N != n
+	if len(dirty) == 0 && !rebuild && meta.Root != 0 {
+		return nil
+	}
+	pages := map[int]bool{}
+	if err := e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketPage, bucketFiles)
+		if err != nil {
+			return err
+		}
+		if rebuild {
+			var keys [][]byte
+			if err := bs[0].ForEach(nil, func(k, _ []byte) error {
+				keys = append(keys, append([]byte{}, k...))
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := bs[0].Delete(k); err != nil {
+					return err
+				}
+			}
+			dirty = dirty[:0]
+			if err := bs[1].ForEach(nil, func(k, _ []byte) error {
+				dirty = append(dirty, string(k))
+				return nil
+			}); err != nil {
+				return err
+			}
+			for i := range n {
+				pages[i] = true
+			}
+		}
+		for _, p := range dirty {
+			pg := e.pageOf(p, n)
+			pages[pg] = true
+			if err := bs[0].Put(pageKey(pg, p), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if meta.Root == 0 {
+		for i := range n {
+			pages[i] = true
+		}
+	}
+	gen := meta.Gen + 1
+	newPages := map[string]uint64{}
+	if !rebuild {
+		for k, v := range meta.Pages {
+			newPages[k] = v
+		}
+	}
+	for pg := range pages {
+		page, err := e.pageEntries(pg)
+		if err != nil {
+			return err
+		}
+		name := e.pageName(n, pg)
+		if _, err := e.repo.PutJSON(ctx, envelope.KindIndex, protocol.IndexPageName(e.cid, name, gen), page); err != nil {
+			return fmt.Errorf("write index page: %w", err)
+		}
+		newPages[name] = gen
+	}
+	root := protocol.IndexRoot{V: protocol.Version, Seq: seq, Clock: clock}
+	for id, g := range newPages {
+		root.Pages = append(root.Pages, protocol.PageRef{ID: id, Gen: g})
+	}
+	sort.Slice(root.Pages, func(i, j int) bool { return root.Pages[i].ID < root.Pages[j].ID })
+	if _, err := e.repo.PutJSON(ctx, envelope.KindIndex, protocol.IndexRootName(e.cid, gen), &root); err != nil {
+		return fmt.Errorf("write index root: %w", err)
+	}
+	// The new root is in place: older generations can go.
+	if meta.Root != 0 {
+		_ = e.relay.Delete(ctx, protocol.IndexRootName(e.cid, meta.Root))
+	}
+	for id, g := range meta.Pages {
+		if newPages[id] != g {
+			_ = e.relay.Delete(ctx, protocol.IndexPageName(e.cid, id, g))
+		}
+	}
+	meta = indexMeta{N: n, Gen: gen, Pages: newPages, Root: gen}
+	return e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketDirty)
+		if err != nil {
+			return err
+		}
+		for _, p := range dirty {
+			if err := bs[1].Delete([]byte(p)); err != nil {
+				return err
+			}
+		}
+		return putJSON(bs[0], []byte("index"), &meta)
+	})
+}
+
+// pageEntries lists the entries of one page from local state.
+func (e *Engine) pageEntries(pg int) (*protocol.IndexPage, error) {
+	page := &protocol.IndexPage{V: protocol.Version, Entries: []protocol.Change{}}
+	prefix := []byte(fmt.Sprintf("%05d/", pg))
+	err := e.db.View(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketPage, bucketFiles)
+		if err != nil {
+			return err
+		}
+		return bs[0].ForEach(prefix, func(k, _ []byte) error {
+			p := string(k[len(prefix):])
+			var st fileState
+			ok, err := getJSON(bs[1], []byte(p), &st)
+			if err != nil || !ok {
+				return err
+			}
+			page.Entries = append(page.Entries, st.change(p))
+			return nil
+		})
+	})
+	return page, err
+}
+
+// readIndex reads client cid's newest index: its root and every entry.
+func (e *Engine) readIndex(ctx context.Context, cid string) (*protocol.IndexRoot, []protocol.Change, error) {
+	entries, err := e.relay.List(ctx, protocol.IndexDir(cid))
+	if err != nil {
+		return nil, nil, err
+	}
+	var best uint64
+	for _, en := range entries {
+		base := path.Base(en.Name)
+		if g, ok := strings.CutPrefix(base, "root."); ok {
+			if n, ok := protocol.ParseSeqName(g); ok && n > best {
+				best = n
+			}
+		}
+	}
+	if best == 0 {
+		return nil, nil, nil
+	}
+	var root protocol.IndexRoot
+	if err := e.repo.GetJSON(ctx, envelope.KindIndex, protocol.IndexRootName(cid, best), protocol.MaxSmallObj, &root); err != nil {
+		return nil, nil, fmt.Errorf("index root of client %s: %w", cid, err)
+	}
+	if root.V != protocol.Version {
+		return nil, nil, fmt.Errorf("index root of client %s: %w: version %d", cid, protocol.ErrInvalid, root.V)
+	}
+	var all []protocol.Change
+	seen := map[string]bool{}
+	for _, ref := range root.Pages {
+		if !protocol.ValidObjectID(ref.ID) {
+			return nil, nil, fmt.Errorf("index root of client %s: %w: bad page id", cid, protocol.ErrInvalid)
+		}
+		var page protocol.IndexPage
+		name := protocol.IndexPageName(cid, ref.ID, ref.Gen)
+		if err := e.repo.GetJSON(ctx, envelope.KindIndex, name, protocol.MaxManifest, &page); err != nil {
+			return nil, nil, fmt.Errorf("index page %s: %w", name, err)
+		}
+		if err := page.Validate(e.opts.GOOS); err != nil {
+			return nil, nil, fmt.Errorf("index page %s: %w", name, err)
+		}
+		for _, c := range page.Entries {
+			if seen[c.Path] {
+				return nil, nil, fmt.Errorf("index of client %s: %w: %q on two pages", cid, protocol.ErrInvalid, c.Path)
+			}
+			seen[c.Path] = true
+			all = append(all, c)
+		}
+	}
+	return &root, all, nil
+}
+
+// wantItem is content this client asked a holder to republish.
+type wantItem struct {
+	Hash   string `json:"hash"`
+	Holder string `json:"holder"`
+}
+
+// want records that path's content must be republished by holder.
+func (e *Engine) want(p string, c *protocol.Change, holder string) error {
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		return putJSON(b, []byte(p), &wantItem{Hash: c.Hash, Holder: holder})
+	})
+}
+
+// publishWants writes the republish request when it changed.
+func (e *Engine) publishWants(ctx context.Context) error {
+	w := protocol.Wants{V: protocol.Version, Client: e.opts.Client, Items: []protocol.WantItem{}}
+	var published string
+	var gen uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketWants, bucketMeta)
+		if err != nil {
+			return err
+		}
+		published = string(bs[1].Get([]byte("wantsum")))
+		gen = getU64(bs[1], "wantgen")
+		return bs[0].ForEach(nil, func(k, v []byte) error {
+			var it wantItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			w.Items = append(w.Items, protocol.WantItem{Path: string(k), Hash: it.Hash, Holder: it.Holder})
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	sum, _ := json.Marshal(w.Items)
+	if string(sum) == published || (published == "" && len(w.Items) == 0) {
+		return nil
+	}
+	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.WantsName(e.cid), &w); err != nil {
+		return fmt.Errorf("write republish request: %w", err)
+	}
+	gen++
+	if err := e.repo.PutHead(ctx, protocol.Head{CID: e.cid, Seq: gen, Want: true}); err != nil {
+		return err
+	}
+	if gen > 1 {
+		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: gen - 1, Want: true}.Name())
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte("wantsum"), sum); err != nil {
+			return err
+		}
+		return putU64(b, "wantgen", gen)
+	})
+}
+
+// serveWants republishes what other clients asked this client for: the
+// same versions, with the asker as the only expected puller.
+func (e *Engine) serveWants(ctx context.Context, heads []protocol.Head, lv *localView, res *Result) error {
+	for _, h := range heads {
+		if !h.Want || h.CID == e.cid {
+			continue
+		}
+		var seen uint64
+		if err := e.db.View(func(tx *state.Tx) error {
+			b, err := tx.Bucket(bucketSeenW)
+			if err != nil {
+				return err
+			}
+			seen = getU64(b, h.CID)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if h.Seq <= seen {
+			continue
+		}
+		var w protocol.Wants
+		err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.WantsName(h.CID), protocol.MaxManifest, &w)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err == nil {
+			err = w.Validate(e.opts.GOOS)
+		}
+		if err != nil {
+			return fmt.Errorf("republish request of client %s: %w", h.CID, err)
+		}
+		if err := e.republish(ctx, h.CID, &w, lv, res); err != nil {
+			return err
+		}
+		if err := e.db.Update(func(tx *state.Tx) error {
+			b, err := tx.Bucket(bucketSeenW)
+			if err != nil {
+				return err
+			}
+			return putU64(b, h.CID, h.Seq)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants, lv *localView, res *Result) error {
+	p := &pusher{e: e, res: res, states: map[string]*fileState{}, pack: newPackBuilder(e.packSize())}
+	if e.opts.Quota > 0 {
+		u, err := e.relayUsage(ctx)
+		if err != nil {
+			return err
+		}
+		p.usage = u
+	}
+	for _, it := range w.Items {
+		if it.Holder != e.cid || p.full {
+			continue
+		}
+		st, err := e.loadState(it.Path)
+		if err != nil {
+			return err
+		}
+		if st == nil || st.Kind != protocol.KindFile || st.Hash != it.Hash {
+			continue
+		}
+		if _, modified := lv.modified(it.Path, st); modified {
+			continue
+		}
+		c := st.change(it.Path)
+		if c.Size <= SmallFile {
+			err = p.addSmall(ctx, &c)
+		} else {
+			err = p.addBig(ctx, &c, nil)
+		}
+		if err != nil && !errors.Is(err, errUnstable) {
+			return err
+		}
+	}
+	if err := p.flushPack(ctx); err != nil {
+		return err
+	}
+	if len(p.changes) == 0 {
+		return nil
+	}
+	e.log.Info("republishing content another client lacks", "client", asker, "files", len(p.changes))
+	return e.publish(ctx, p, []string{asker}, 1, false)
+}
