@@ -172,7 +172,7 @@ type puller struct {
 	e       *Engine
 	lv      *localView
 	res     *Result
-	budget  int  // deletions this round may still make
+	budget  int    // deletions this round may still make
 	touched bool   // something local changed
 	acked   bool   // a manifest was fully handled
 	holder  string // set while catching up: whom to ask for content

@@ -67,7 +67,7 @@ func IndexPageName(cid, page string, gen uint64) string {
 
 // Head is a parsed marker of heads/.
 type Head struct {
-	CID string
+	CID  string
 	Seq  uint64 // the manifest sequence number, or the generation when Ack or Want
 	Ack  bool   // the client rewrote its acknowledgements
 	Want bool   // the client rewrote its republish request
