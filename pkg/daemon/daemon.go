@@ -82,6 +82,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
 		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete,
+		IndexBy: r.Index.Kind, IndexN: r.Index.N,
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,
 	})

@@ -90,6 +90,8 @@ type Engine struct {
 	codec  *codec
 	// peers caches other clients' records (clients/<cid>/info) by id.
 	peers map[string]*protocol.ClientInfo
+	// cleaned is set once this process removed its crash leftovers.
+	cleaned bool
 }
 
 // Result is what one round did.
@@ -230,8 +232,18 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("list heads: %w", err)
 	}
-	if err := e.checkOwnHeads(heads); err != nil {
+	if err := e.checkOwnHeads(ctx, heads); err != nil {
 		return res, err
+	}
+	if !e.cleaned {
+		n, err := e.cleanOrphans(ctx)
+		if err != nil {
+			return res, err
+		}
+		if n > 0 {
+			e.log.Info("removed data left on the relay by an interrupted push", "objects", n)
+		}
+		e.cleaned = true
 	}
 	local, err := e.scanLocal(ctx)
 	if err != nil {

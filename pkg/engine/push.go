@@ -144,6 +144,17 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 		return err
 	}
 	seq++
+	// Note the intent first: a crash after the head is written but before the
+	// local state is, must be recognised as ours on restart (checkOwnHeads).
+	if err := e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return putU64(b, "publishing", seq)
+	}); err != nil {
+		return err
+	}
 	m := &protocol.Manifest{V: protocol.Version, Client: e.opts.Client, Seq: seq, Time: e.opts.Now().UTC(), Clock: p.clock, Pullers: pullers, Need: need, Changes: p.changes, Objects: p.objects}
 	size, err := e.repo.PutJSON(ctx, envelope.KindManifest, protocol.ManifestName(e.cid, seq), m)
 	if err != nil {
@@ -167,6 +178,9 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 			return err
 		}
 		if err := putU64(bs[0], "seq", seq); err != nil {
+			return err
+		}
+		if err := bs[0].Delete([]byte("publishing")); err != nil {
 			return err
 		}
 		if keepStates {

@@ -41,25 +41,74 @@ func (e *Engine) register(ctx context.Context) error {
 }
 
 // checkOwnHeads catches a second process (or machine) running under this
-// client's name: a head of ours that we did not write.
-func (e *Engine) checkOwnHeads(heads []protocol.Head) error {
-	var seq uint64
+// client's name: a head of ours that we did not write. A head of the
+// manifest this client was publishing when it stopped is its own: the
+// local state is completed from the manifest.
+func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error {
+	var seq, publishing uint64
 	if err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
 			return err
 		}
-		seq = getU64(b, "seq")
+		seq, publishing = getU64(b, "seq"), getU64(b, "publishing")
 		return nil
 	}); err != nil {
 		return err
 	}
 	for _, h := range heads {
-		if h.CID == e.cid && h.Manifest() && h.Seq > seq {
-			return fmt.Errorf("the relay has update %d from client %q, but this client only wrote up to %d: another escale uses the same client name on this repository; give each machine its own `client` name", h.Seq, e.opts.Client, seq)
+		if h.CID != e.cid || !h.Manifest() || h.Seq <= seq {
+			continue
 		}
+		if h.Seq == publishing && h.Seq == seq+1 {
+			return e.recoverPublish(ctx, h.Seq)
+		}
+		return fmt.Errorf("the relay has update %d from client %q, but this client only wrote up to %d: another escale uses the same client name on this repository; give each machine its own `client` name", h.Seq, e.opts.Client, seq)
 	}
 	return nil
+}
+
+// recoverPublish completes the local record of a manifest whose head was
+// written just before this client stopped.
+func (e *Engine) recoverPublish(ctx context.Context, seq uint64) error {
+	m, err := e.readManifest(ctx, e.cid, seq)
+	if err != nil {
+		return fmt.Errorf("recover update %d after an interruption: %w", seq, err)
+	}
+	e.log.Info("completing the record of an update published just before an interruption", "update", seq)
+	out := outstanding{Seq: seq, Pullers: m.Pullers, Need: m.Need, Objects: m.Objects, Time: m.Time.UnixNano()}
+	return e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut, bucketDirty)
+		if err != nil {
+			return err
+		}
+		for i := range m.Changes {
+			c := &m.Changes[i]
+			if c.Version[e.cid] != m.Clock && c.Version[e.cid] == 0 {
+				continue // a republished version, not ours
+			}
+			st := stateOf(c)
+			st.Chunks = chunkRefs(c)
+			if err := putJSON(bs[1], []byte(c.Path), st); err != nil {
+				return err
+			}
+			if err := bs[3].Put([]byte(c.Path), nil); err != nil {
+				return err
+			}
+		}
+		if err := putU64(bs[0], "seq", seq); err != nil {
+			return err
+		}
+		if getU64(bs[0], "clock") < m.Clock {
+			if err := putU64(bs[0], "clock", m.Clock); err != nil {
+				return err
+			}
+		}
+		if err := bs[0].Delete([]byte("publishing")); err != nil {
+			return err
+		}
+		return putJSON(bs[2], u64key(seq), &out)
+	})
 }
 
 // writeAcks publishes what this client has applied, then bumps its ack head
@@ -332,4 +381,44 @@ func (e *Engine) acknowledged(o outstanding, acks map[string]*ackRecord, now tim
 		}
 	}
 	return n >= o.Need || (age > e.opts.PullerTimeout && n > 0)
+}
+
+// cleanOrphans deletes data objects of ours that no pending manifest refers
+// to: uploads cut short by a crash before their manifest was written. Only
+// this client writes under its prefix, so nothing else can be in flight.
+func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
+	keep := map[string]bool{}
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketOut)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, v []byte) error {
+			var o outstanding
+			if _, err := getJSON(b, k, &o); err != nil {
+				return err
+			}
+			for _, id := range o.Objects {
+				keep[id] = true
+			}
+			return nil
+		})
+	}); err != nil {
+		return 0, err
+	}
+	entries, err := e.relay.List(ctx, protocol.DataDir(e.cid))
+	if err != nil {
+		return 0, fmt.Errorf("list own data: %w", err)
+	}
+	n := 0
+	for _, en := range entries {
+		if en.IsDir || keep[path.Base(en.Name)] {
+			continue
+		}
+		if err := e.relay.Delete(ctx, en.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return n, fmt.Errorf("delete orphan %s: %w", en.Name, err)
+		}
+		n++
+	}
+	return n, nil
 }
