@@ -12,6 +12,7 @@ var commandSet = []func() *cli.Command{
 	configCommand,
 	syncCommand,
 	relayCommand,
+	completionCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// syncWorld is a relay folder and client configurations sharing it.
+type syncWorld struct {
+	t    *testing.T
+	root string
+}
+
+func (w *syncWorld) client(name, passphrase string) (config, folder string) {
+	dir := filepath.Join(w.root, name)
+	folder = filepath.Join(dir, "folder")
+	if err := os.MkdirAll(folder, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	pass := filepath.Join(dir, "pass")
+	if err := os.WriteFile(pass, []byte(passphrase+"\n"), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	config = filepath.Join(dir, "escale.toml")
+	body := fmt.Sprintf(`state_dir = %q
+[repository.r]
+path = %q
+relay = %q
+client = %q
+passphrase_file = %q
+`, filepath.Join(dir, "state"), folder, filepath.Join(w.root, "relay"), name, pass)
+	if err := os.WriteFile(config, []byte(body), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return config, folder
+}
+
+func TestSyncOnceExitCodes(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(w.root, "relay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alphaConf, alpha := w.client("alpha", "same words")
+	betaConf, beta := w.client("beta", "same words")
+	for i := range 12 {
+		if err := os.WriteFile(filepath.Join(alpha, fmt.Sprintf("f%02d.txt", i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, out, errOut := runEscale(t, "--config", alphaConf, "sync", "--once"); code != ExitOK || !strings.Contains(out, "pushed 12") {
+		t.Fatalf("alpha: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := runEscale(t, "--config", betaConf, "sync", "--once"); code != ExitOK || !strings.Contains(out, "pulled 12") {
+		t.Fatalf("beta: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(beta, "f07.txt")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A wrong passphrase: exit 1 and one clear line.
+	gammaConf, _ := w.client("gamma", "other words")
+	code, _, errOut := runEscale(t, "--config", gammaConf, "sync", "--once")
+	if code != ExitError || !strings.Contains(errOut, "wrong passphrase") {
+		t.Fatalf("wrong passphrase: exit %d\n%s", code, errOut)
+	}
+
+	// Every file deleted on alpha: held back, exit 2, beta keeps its files.
+	for i := range 12 {
+		os.Remove(filepath.Join(alpha, fmt.Sprintf("f%02d.txt", i)))
+	}
+	code, out, _ := runEscale(t, "--config", alphaConf, "sync", "--once")
+	if code != ExitWaiting || !strings.Contains(out, "mass deletion") {
+		t.Fatalf("mass deletion: exit %d\n%s", code, out)
+	}
+	// Confirmed: the deletion goes through.
+	if code, out, errOut := runEscale(t, "--config", alphaConf, "sync", "--once", "--allow-mass-delete"); code != ExitOK {
+		t.Fatalf("allowed mass deletion: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := runEscale(t, "--config", betaConf, "sync", "--once", "--allow-mass-delete"); code != ExitOK {
+		t.Fatalf("beta after deletion: exit %d\n%s", code, errOut)
+	}
+	if entries, _ := os.ReadDir(beta); len(entries) != 0 {
+		t.Fatalf("beta still has %d files", len(entries))
+	}
+}
+
+func TestSyncUnknownRepo(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	conf, _ := w.client("alpha", "words")
+	code, _, errOut := runEscale(t, "--config", conf, "sync", "--once", "--repo", "nope")
+	if code != ExitError || !strings.Contains(errOut, `no repository "nope"`) {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}

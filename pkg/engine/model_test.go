@@ -1,0 +1,179 @@
+package engine
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/escale-sync/escale/pkg/storage/faulty"
+)
+
+// modelPaths are few, so that clients collide on them.
+var modelPaths = []string{"a.txt", "b.txt", "d/c.txt", "d/e/f.md", "g"}
+
+// modelConfig says what a random history may contain.
+type modelConfig struct {
+	maxSteps int
+	faults   []faulty.Fault
+	ops      []faulty.Op // "" is any operation
+	names    []string    // patterns of the faulted names; "" is any name
+	lag      bool
+	big      bool
+}
+
+// everything the injector can do.
+var fullModel = modelConfig{
+	maxSteps: 40,
+	faults:   []faulty.Fault{faulty.Transient, faulty.NotFound, faulty.Reset, faulty.PartialPut, faulty.PutThenFail},
+	ops:      []faulty.Op{"", faulty.OpPut, faulty.OpList, faulty.OpNewObject, faulty.OpOpen, faulty.OpRemove},
+	names:    []string{"", "heads/*", "clients/*/log/*", "clients/*/data/*", "clients/*/acks", "clients", "clients/*/info"},
+	lag:      true,
+	big:      true,
+}
+
+// modelRapidDefaults sets how many histories rapid tries, unless the user
+// chose (-rapid.checks, RAPID_CHECKS), and keeps rapid's fail files out of
+// the source tree: the failure message prints the seed to rerun it with.
+func modelRapidDefaults(t *testing.T, checks int) {
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, v := range map[string]string{"rapid.checks": strconv.Itoa(checks), "rapid.nofailfile": "true"} {
+		f := flag.Lookup(name)
+		env := "RAPID_" + strings.ToUpper(strings.TrimPrefix(name, "rapid."))
+		if _, inEnv := os.LookupEnv(env); f == nil || set[name] || inEnv {
+			continue
+		}
+		old := f.Value.String()
+		flag.Set(name, v)
+		t.Cleanup(func() { flag.Set(name, old) })
+	}
+}
+
+// TestModelRandomHistories runs random histories of edits, rounds, faults,
+// crashes and listing lag on five clients, lets them settle, and checks
+// convergence, that nothing is lost, that the relay empties and that no
+// temp file shows. Rerun a failure with the -rapid.seed it prints.
+func TestModelRandomHistories(t *testing.T) {
+	modelRapidDefaults(t, 20)
+	base := t.TempDir()
+	rapid.Check(t, func(rt *rapid.T) { runModel(rt, base, fullModel) })
+}
+
+// runModel plays one random history.
+func runModel(rt *rapid.T, base string, cfg modelConfig) {
+	root, err := os.MkdirTemp(base, "case-")
+	if err != nil {
+		rt.Fatalf("%v", err)
+	}
+	rt.Cleanup(func() { os.RemoveAll(root) })
+
+	specs := []modelSpec{{name: "c0"}, {name: "c1"}, {name: "c2"}, {name: "c3"}, {name: "c4"}}
+	for i := range specs {
+		specs[i].mode = Shared
+	}
+	specs[4].mode = rapid.SampledFrom([]Mode{Shared, Shared, Upload, Download, Conservative}).Draw(rt, "mode of c4")
+	w := newModelWorld(rt, root, specs)
+	// Everyone registers first: a client that joins after data was collected
+	// needs the index and republishing, which are not written yet.
+	for _, c := range w.clients {
+		c.mustRound()
+	}
+
+	steps := rapid.IntRange(1, cfg.maxSteps).Draw(rt, "steps")
+	for i := range steps {
+		modelStep(rt, w, cfg, i)
+	}
+	rt.Logf("settling")
+	w.settle(20)
+	w.checkInvariants()
+}
+
+// modelStep draws and plays one step of a history.
+func modelStep(rt *rapid.T, w *modelWorld, cfg modelConfig, i int) {
+	c := w.clients[rapid.IntRange(0, len(w.clients)-1).Draw(rt, "client")]
+	path := rapid.SampledFrom(modelPaths).Draw(rt, "path")
+	op := rapid.IntRange(0, 99).Draw(rt, "op")
+	switch {
+	case op < 30: // a round
+		res, err := c.round()
+		if err != nil {
+			rt.Fatalf("step %d: round of %s failed with no fault armed: %v", i, c.name, err)
+		}
+		rt.Logf("step %d: %s round: %s", i, c.name, modelResult(res))
+	case op < 55: // create or edit
+		big := cfg.big && rapid.IntRange(0, 9).Draw(rt, "big") == 0
+		back := 0
+		if rapid.IntRange(0, 4).Draw(rt, "mtime in the past") == 0 {
+			back = rapid.IntRange(1, 100).Draw(rt, "seconds back")
+		}
+		var old []byte
+		if big {
+			old, _ = os.ReadFile(c.abs(path))
+		}
+		data := w.content(path, big, old, rapid.IntRange(0, 1000).Draw(rt, "region"))
+		mtime := w.mtime(back)
+		c.write(path, data, mtime)
+		rt.Logf("step %d: %s writes %s: version %d, %d bytes, mtime %s", i, c.name, path, w.versions, len(data), mtime.Format("15:04:05"))
+	case op < 63: // delete
+		if c.exists(path) {
+			c.remove(path)
+			rt.Logf("step %d: %s deletes %s", i, c.name, path)
+		}
+	case op < 71: // rename, over an existing file or not
+		to := rapid.SampledFrom(modelPaths).Draw(rt, "rename to")
+		if c.exists(path) && to != path {
+			c.rename(path, to)
+			rt.Logf("step %d: %s renames %s to %s", i, c.name, path, to)
+		}
+	case op < 75: // executable bit
+		if c.exists(path) {
+			c.toggleExec(path)
+			rt.Logf("step %d: %s toggles the exec bit of %s", i, c.name, path)
+		}
+	case op < 93: // a round under a fault, then a crash if it failed
+		if len(cfg.faults) == 0 {
+			return
+		}
+		r := faulty.Rule{
+			Op:    rapid.SampledFrom(cfg.ops).Draw(rt, "fault op"),
+			Name:  rapid.SampledFrom(cfg.names).Draw(rt, "fault name"),
+			After: rapid.IntRange(0, 15).Draw(rt, "fault after"),
+			Times: rapid.IntRange(1, 4).Draw(rt, "fault times"),
+			Fault: rapid.SampledFrom(cfg.faults).Draw(rt, "fault"),
+		}
+		before := len(w.inj.Injected())
+		w.inj.Add(r)
+		res, err := c.round()
+		w.inj.Disarm()
+		rt.Logf("step %d: %s round under fault %s: injected %q: %s, err %v", i, c.name, r, w.inj.Injected()[before:], modelResult(res), err)
+		if err != nil || rapid.IntRange(0, 3).Draw(rt, "restart anyway") == 0 {
+			c.crash()
+			rt.Logf("step %d: %s crashed and restarted", i, c.name)
+		}
+	default: // listing lag
+		if cfg.lag {
+			k := rapid.IntRange(0, 3).Draw(rt, "lag")
+			w.inj.SetListLag(k)
+			rt.Logf("step %d: listing lag %d", i, k)
+		}
+	}
+}
+
+func modelResult(r *Result) string {
+	if r == nil {
+		return "<nil>"
+	}
+	s := fmt.Sprintf("pulled %d deleted %d pushed %d conflicts %d collected %d", r.Pulled, r.Deleted, r.Pushed, r.Conflicts, r.Collected)
+	if len(r.Waiting) > 0 {
+		s += fmt.Sprintf(" waiting %q", r.Waiting)
+	}
+	if len(r.Problems) > 0 {
+		s += fmt.Sprintf(" problems %q", r.Problems)
+	}
+	return s
+}
