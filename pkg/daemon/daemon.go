@@ -17,7 +17,9 @@ import (
 	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/engine"
 	"github.com/escale-sync/escale/pkg/filter"
+	"github.com/escale-sync/escale/pkg/localfs"
 	"github.com/escale-sync/escale/pkg/storage"
+	"github.com/escale-sync/escale/pkg/watch"
 )
 
 // Options of a run.
@@ -142,6 +144,15 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			e.Close()
 		}
 	}()
+	// Local edits trigger a round at once; polling still runs for the relay
+	// side and as the periodic full rescan.
+	var changes <-chan watch.Batch
+	if w, err := watch.New(r.Path, watch.Options{Ignore: localfs.IsTemp, Logger: log}); err != nil {
+		log.Warn("cannot watch the folder for changes; relying on periodic scans", "err", err)
+	} else {
+		defer w.Close()
+		changes = w.Changes()
+	}
 	poll := newPoller(r.MinPoll, r.MaxPoll)
 	backoff := newPoller(r.MinPoll, max(r.MaxPoll, 10*time.Minute))
 	for ctx.Err() == nil {
@@ -152,7 +163,7 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			if err != nil {
 				report(Outcome{Repo: r.Name, Err: err})
 				log.Error("cannot start the repository; retrying", "err", err, "in", backoff.next(false))
-				sleep(ctx, backoff.current)
+				sleep(ctx, backoff.current, nil)
 				continue
 			}
 		}
@@ -168,7 +179,9 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			backoff.reset()
 			wait = poll.next(res != nil && res.Busy())
 		}
-		sleep(ctx, wait)
+		if sleep(ctx, wait, changes) {
+			poll.next(true) // local activity: poll the relay fast again
+		}
 	}
 }
 
@@ -200,11 +213,15 @@ func (p *poller) next(busy bool) time.Duration {
 
 func (p *poller) reset() { p.current = 0 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits d, or until a batch of local changes arrives (reported true).
+func sleep(ctx context.Context, d time.Duration, changes <-chan watch.Batch) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case _, ok := <-changes:
+		return ok
 	}
+	return false
 }

@@ -200,6 +200,10 @@ func (e *Engine) openRepo(ctx context.Context) error {
 		}
 		e.log.Info("creating a new repository on the relay", "relay", e.relay.String())
 		repo, err = protocol.Create(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials, e.opts.KeyOptions...)
+		if errors.Is(err, protocol.ErrCreateRaced) {
+			e.log.Info("another client created the repository first; joining it")
+			repo, err = protocol.Open(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials)
+		}
 	}
 	if err != nil {
 		return err

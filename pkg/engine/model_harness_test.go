@@ -53,6 +53,14 @@ type modelWorld struct {
 	versions int            // versions written so far: makes every content unique
 	used     map[int64]bool // mtimes (Unix seconds) already given out
 	clock    int64          // the logical clock, in seconds after modelEpoch
+	logger   *slog.Logger
+	// strictStale: superseded metadata (an older head next to a newer one of
+	// the same client and kind, an older index generation) fails
+	// checkRelayEmpty.
+	strictStale bool
+	// lenientConservative: do not check that a conservative client keeps
+	// its own files.
+	lenientConservative bool
 }
 
 // modelVersion is one version a user saved.
@@ -65,9 +73,12 @@ type modelVersion struct {
 }
 
 type modelClient struct {
-	w       *modelWorld
-	name    string
-	dir     string
+	w    *modelWorld
+	name string
+	dir  string
+	// mine is what this client's user put in the folder: path → content
+	// hash. Checked for the modes that must keep it (upload, conservative).
+	mine    map[string]string
 	opts    Options
 	relay   *storage.Relay
 	e       *Engine
@@ -91,33 +102,45 @@ func newModelWorld(t modelTB, root string, specs []modelSpec) *modelWorld {
 	var unregister func()
 	w.spec, unregister = faulty.Register(fmt.Sprintf("model-%d", modelIDs.Add(1)), w.inj, w.relayDir)
 	t.Cleanup(unregister)
-	logger := slog.New(slog.NewTextHandler(modelLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	for _, s := range specs {
-		c := &modelClient{w: w, name: s.name, dir: filepath.Join(root, s.name)}
-		if err := os.MkdirAll(c.dir, 0o755); err != nil {
-			t.Fatalf("%v", err)
-		}
-		c.opts = Options{
-			Name: "model", Path: c.dir, Client: s.name, Mode: s.mode,
-			StateDir:    filepath.Join(root, "state-"+s.name),
-			Encrypted:   true,
-			Credentials: protocol.Credentials{Passphrase: "model passphrase"},
-			KeyOptions:  []envelope.Option{envelope.WithScryptWorkFactor(10)},
-			Logger:      logger.With("client", s.name),
-			Now:         func() time.Time { return w.now() },
-		}
-		if s.tweak != nil {
-			s.tweak(&c.opts)
-		}
-		c.open()
-		w.clients = append(w.clients, c)
-	}
+	// ESCALE_MODEL_LOG=debug (or info) shows more of the engines' logs in a
+	// failure's output.
+	level := slog.LevelWarn
+	level.UnmarshalText([]byte(os.Getenv("ESCALE_MODEL_LOG")))
+	w.logger = slog.New(slog.NewTextHandler(modelLog{t}, &slog.HandlerOptions{Level: level}))
 	t.Cleanup(func() {
 		for _, c := range w.clients {
 			c.close()
 		}
 	})
+	for _, s := range specs {
+		w.addClient(s)
+	}
 	return w
+}
+
+// addClient starts a client on the world's relay.
+func (w *modelWorld) addClient(s modelSpec) *modelClient {
+	t := w.t
+	t.Helper()
+	c := &modelClient{w: w, name: s.name, dir: filepath.Join(w.root, s.name), mine: map[string]string{}}
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		t.Fatalf("%v", err)
+	}
+	c.opts = Options{
+		Name: "model", Path: c.dir, Client: s.name, Mode: s.mode,
+		StateDir:    filepath.Join(w.root, "state-"+s.name),
+		Encrypted:   true,
+		Credentials: protocol.Credentials{Passphrase: "model passphrase"},
+		KeyOptions:  []envelope.Option{envelope.WithScryptWorkFactor(10)},
+		Logger:      w.logger.With("client", s.name),
+		Now:         func() time.Time { return w.now() },
+	}
+	if s.tweak != nil {
+		s.tweak(&c.opts)
+	}
+	c.open()
+	w.clients = append(w.clients, c)
+	return c
 }
 
 type modelLog struct{ t modelTB }
@@ -250,7 +273,9 @@ func (c *modelClient) write(path string, data []byte, mtime time.Time) {
 	if err := os.Chtimes(p, mtime, mtime); err != nil {
 		t.Fatalf("%v", err)
 	}
-	c.w.ledger[contentHash(data)] = &modelVersion{n: c.w.versions, path: path, author: c.name}
+	h := contentHash(data)
+	c.w.ledger[h] = &modelVersion{n: c.w.versions, path: path, author: c.name}
+	c.mine[path] = h
 }
 
 func (c *modelClient) exists(path string) bool {
@@ -263,6 +288,7 @@ func (c *modelClient) remove(path string) {
 	if err := os.Remove(c.abs(path)); err != nil {
 		c.w.t.Fatalf("%v", err)
 	}
+	delete(c.mine, path)
 }
 
 func (c *modelClient) rename(from, to string) {
@@ -272,9 +298,15 @@ func (c *modelClient) rename(from, to string) {
 	if err := os.MkdirAll(filepath.Dir(c.abs(to)), 0o755); err != nil {
 		t.Fatalf("%v", err)
 	}
+	data, err := os.ReadFile(c.abs(from))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
 	if err := os.Rename(c.abs(from), c.abs(to)); err != nil {
 		t.Fatalf("%v", err)
 	}
+	delete(c.mine, from)
+	c.mine[to] = contentHash(data)
 }
 
 // toggleExec flips the executable bit; content and mtime stay.
@@ -290,6 +322,11 @@ func (c *modelClient) toggleExec(path string) {
 	if err := os.Chmod(c.abs(path), mode); err != nil {
 		c.w.t.Fatalf("%v", err)
 	}
+	data, err := os.ReadFile(c.abs(path))
+	if err != nil {
+		c.w.t.Fatalf("%v", err)
+	}
+	c.mine[path] = contentHash(data) // an edit here, if only of the mode
 }
 
 // settle runs rounds on every client, with no fault armed, until two sweeps
@@ -376,6 +413,51 @@ func (w *modelWorld) checkInvariants() {
 	w.checkNothingLost()
 	w.checkRelayEmpty()
 	w.checkNoTemps()
+	w.checkModes()
+}
+
+// checkModes checks what each mode promises: an upload client never writes
+// locally, a download client never publishes, a conservative client never
+// overwrites a file its user put there.
+func (w *modelWorld) checkModes() {
+	t := w.t
+	t.Helper()
+	for _, c := range w.clients {
+		switch c.opts.Mode {
+		case Upload:
+			got := snapshot(t, c.dir)
+			for p, f := range got {
+				if c.mine[p] != f.hash {
+					t.Fatalf("upload client %s: the engine wrote %s (%s)", c.name, p, f)
+				}
+			}
+			for p := range c.mine {
+				if _, ok := got[p]; !ok {
+					t.Fatalf("upload client %s: the engine removed %s", c.name, p)
+				}
+			}
+		case Download:
+			heads, err := filepath.Glob(filepath.Join(w.relayDir, protocol.HeadsDir, c.e.CID()+".*"))
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			for _, h := range heads {
+				if _, kind, _ := strings.Cut(filepath.Base(h), "."); kind != "" && kind[0] >= '0' && kind[0] <= '9' {
+					t.Fatalf("download client %s published: %s", c.name, h)
+				}
+			}
+		case Conservative:
+			if w.lenientConservative {
+				continue
+			}
+			got := snapshot(t, c.dir)
+			for p, h := range c.mine {
+				if f, ok := got[p]; !ok || f.hash != h {
+					t.Fatalf("conservative client %s: its own %s (%.8s) was overwritten or removed: now %v", c.name, p, h, f)
+				}
+			}
+		}
+	}
 }
 
 // checkConvergence: every shared client has the same tree.
@@ -408,7 +490,25 @@ func (w *modelWorld) checkConvergence() {
 		}
 		if len(diffs) > 0 {
 			sort.Strings(diffs)
+			w.logStates(diffs)
 			t.Fatalf("shared clients did not converge:\n  %s", strings.Join(diffs, "\n  "))
+		}
+	}
+}
+
+// logStates logs every client's local state of the paths the diffs name,
+// for the diagnosis of a convergence failure.
+func (w *modelWorld) logStates(diffs []string) {
+	for _, d := range diffs {
+		p, _, _ := strings.Cut(d, ":")
+		for _, c := range w.clients {
+			st, err := c.e.loadState(p)
+			if err != nil || st == nil {
+				w.t.Logf("state of %s on %s: %v %v", p, c.name, st, err)
+				continue
+			}
+			w.t.Logf("state of %s on %s: kind %s version %v by %s hash %.8s mtime %s", p, c.name, st.Kind, st.Version, st.By, st.Hash,
+				time.Unix(0, st.MTime).UTC().Format(time.RFC3339))
 		}
 	}
 }
@@ -439,9 +539,18 @@ func (w *modelWorld) checkNothingLost() {
 	}
 }
 
-// relayClean reports relay objects other than the steady-state metadata.
-func (w *modelWorld) relayLeft() []string {
-	var left []string
+// relayLeft reports relay objects other than the steady-state metadata:
+// data and manifests (left), and superseded generations of metadata (stale:
+// an older index root or page, an older head of the same client and kind).
+func (w *modelWorld) relayLeft() (left, stale []string) {
+	latest := map[string]string{} // object family → newest name
+	family := func(rel, fam string) {
+		if old, ok := latest[fam]; ok {
+			stale = append(stale, min(old, rel))
+			rel = max(old, rel)
+		}
+		latest[fam] = rel
+	}
 	filepath.WalkDir(w.relayDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
@@ -451,22 +560,45 @@ func (w *modelWorld) relayLeft() []string {
 		parts := strings.Split(rel, "/")
 		switch {
 		case rel == protocol.MarkerName:
-		case len(parts) == 2 && (parts[0] == "keys" || parts[0] == "heads"):
-		case len(parts) == 3 && parts[0] == "clients" && (parts[2] == "info" || parts[2] == "acks"):
+		case len(parts) == 2 && parts[0] == protocol.KeysDir:
+		case len(parts) == 2 && parts[0] == protocol.HeadsDir:
+			// <cid>.<seq>, <cid>.a<gen>, <cid>.w<gen>: one of each kind.
+			cid, kind, _ := strings.Cut(parts[1], ".")
+			if len(kind) > 0 && kind[0] >= 'a' && kind[0] <= 'z' {
+				kind = kind[:1]
+			} else {
+				kind = "m"
+			}
+			family(rel, "heads/"+cid+"."+kind)
+		case len(parts) == 3 && parts[0] == protocol.ClientsDir && (parts[2] == "info" || parts[2] == "acks" || parts[2] == "wants"):
+		case len(parts) == 4 && parts[0] == protocol.ClientsDir && parts[2] == "index":
+			page, _, _ := strings.Cut(parts[3], ".")
+			family(rel, parts[1]+"/index/"+page)
 		default:
 			left = append(left, rel)
 		}
 		return nil
 	})
 	sort.Strings(left)
-	return left
+	sort.Strings(stale)
+	return left, stale
 }
 
 // checkRelayEmpty: once every puller has everything and every pusher has
-// collected, the relay holds only metadata.
+// collected, the relay holds only metadata, one generation of each. Stale
+// generations are only logged unless strictStale, while the engine bug
+// that leaves them stands (TestModelStaleMetadataAfterFailedDelete).
 func (w *modelWorld) checkRelayEmpty() {
 	w.t.Helper()
-	if left := w.relayLeft(); len(left) > 0 {
+	left, stale := w.relayLeft()
+	if len(stale) > 0 {
+		if w.strictStale {
+			left = append(left, stale...)
+		} else {
+			w.t.Logf("superseded metadata left on the relay (known engine bug): %s", strings.Join(stale, ", "))
+		}
+	}
+	if len(left) > 0 {
 		w.t.Fatalf("the relay still holds %d objects after every puller acknowledged: %s", len(left), strings.Join(left, ", "))
 	}
 }

@@ -109,7 +109,7 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 			if err != nil {
 				return nil, err
 			}
-			if _, err := relay.Put(ctx, KeysDir+"/"+passSlotName+".age", bytes.NewReader(slot), int64(len(slot))); err != nil {
+			if _, err := relay.Put(ctx, slotName(passSlotName, repoID), bytes.NewReader(slot), int64(len(slot))); err != nil {
 				return nil, fmt.Errorf("write key slot: %w", err)
 			}
 		}
@@ -118,7 +118,7 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 			if err != nil {
 				return nil, err
 			}
-			name := KeysDir + "/" + kr.ObjectName([]byte("identity slot"), []byte(x.Recipient().String())) + ".age"
+			name := slotName(kr.ObjectName([]byte("identity slot"), []byte(x.Recipient().String())), repoID)
 			if _, err := relay.Put(ctx, name, bytes.NewReader(slot), int64(len(slot))); err != nil {
 				return nil, fmt.Errorf("write key slot: %w", err)
 			}
@@ -129,10 +129,28 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
 	if _, err := relay.PutIfAbsent(ctx, MarkerName, bytes.NewReader(data), int64(len(data))); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return nil, ErrCreateRaced
+		}
 		return nil, fmt.Errorf("write %s: %w", MarkerName, err)
+	}
+	// Where create-if-absent is check-then-put, another client may have
+	// overwritten the marker: read it back, and yield if it is not ours.
+	if got, err := ReadMarker(ctx, relay); err != nil || got.Repository != m.Repository {
+		return nil, ErrCreateRaced
 	}
 	r.setup()
 	return r, nil
+}
+
+// ErrCreateRaced means another client created the repository at the same
+// time; open it instead.
+var ErrCreateRaced = errors.New("another client created the repository at the same time")
+
+// slotName names a key slot. The repository id in the name keeps the slots
+// of two clients racing to create a repository apart.
+func slotName(label string, repoID [16]byte) string {
+	return KeysDir + "/" + label + "-" + hex.EncodeToString(repoID[:8]) + ".age"
 }
 
 // Open opens an existing repository, unlocking its keys with creds.
@@ -178,10 +196,10 @@ func Open(ctx context.Context, relay *storage.Relay, wantEncrypted bool, creds C
 				lastErr = err
 				continue
 			}
-			for _, k := range krs {
-				if k.RepoID != repoID {
-					return nil, fmt.Errorf("key slot %s belongs to another repository", e.Name)
-				}
+			if krs[0].RepoID != repoID {
+				// Left by a client that lost a race to create the repository.
+				lastErr = fmt.Errorf("key slot %s belongs to another repository", e.Name)
+				continue
 			}
 			r.keys = krs
 			break

@@ -27,7 +27,8 @@ import (
 // Unreachable is tested before transient on purpose: rclone counts
 // "connection refused" as retriable, but a relay whose host refuses or cannot
 // be resolved is a configuration or network problem that a few quick retries
-// will not fix; the engine backs off at its own pace instead.
+// will not fix; the engine backs off at its own pace instead. A timeout, even
+// while connecting, is transient: the host may just be slow.
 func classify(err error) Kind {
 	var se *Error
 	if errors.As(err, &se) {

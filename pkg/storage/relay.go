@@ -13,6 +13,7 @@ import (
 
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/cache"
+	"github.com/rclone/rclone/fs/fspath"
 	"github.com/rclone/rclone/fs/operations"
 	"github.com/rclone/rclone/fs/walk"
 )
@@ -63,9 +64,8 @@ func Open(ctx context.Context, spec string, o ...OpenOption) (*Relay, error) {
 	err = r.do(ctx, call{op: op, name: rs.display, timeout: cfg.timeout}, func(actx context.Context) error {
 		f, err := newFs(actx, rs.fsString)
 		switch {
-		case errors.Is(err, fs.ErrorIsFile):
-			return &Error{Op: op, Name: rs.display, Kind: KindFatal,
-				Err: errors.New("the relay spec points to a file; give the folder that holds the relay")}
+		case errors.Is(err, errPointsToFile):
+			return &Error{Op: op, Name: rs.display, Kind: KindFatal, Err: err}
 		case errors.Is(err, fs.ErrorNotFoundInConfigFile):
 			return &Error{Op: op, Name: rs.display, Kind: KindFatal,
 				Err: fmt.Errorf("remote %q is not defined in rclone config file %s: check the name with `rclone listremotes --config %[2]s`, add it with `rclone config --config %[2]s`, or set rclone_config to the file that has it", rs.remote, configFileName())}
@@ -89,17 +89,59 @@ func Open(ctx context.Context, spec string, o ...OpenOption) (*Relay, error) {
 	return r, nil
 }
 
-// newFs gets the backend from rclone's cache (shared by relays of the same
-// spec, pinned while open). cache.Get detaches creation from ctx, because a
-// backend outlives the call that made it, so ctx is enforced here.
+var errPointsToFile = errors.New("the relay spec points to a file; give the folder that holds the relay")
+
+// isFileError carries the parent backend rclone returns with fs.ErrorIsFile.
+type isFileError struct{ parent fs.Fs }
+
+func (isFileError) Error() string { return fs.ErrorIsFile.Error() }
+
+// newFs gets the relay's backend. A relay must be a folder, so rclone's
+// "that is a file" answer is checked: s3 gives it as a guess when it cannot
+// reach the server, and the check turns that into the real (unreachable)
+// error, or opens the folder when the guess was wrong.
 func newFs(ctx context.Context, fsString string) (fs.Fs, error) {
+	f, err := getFs(ctx, fsString)
+	var isFile isFileError
+	if !errors.As(err, &isFile) {
+		return f, err
+	}
+	defer shutdown(isFile.parent)
+	_, leaf, splitErr := fspath.Split(fsString)
+	if splitErr != nil {
+		return nil, splitErr
+	}
+	_, err = isFile.parent.NewObject(ctx, leaf)
+	switch {
+	case err == nil:
+		return nil, errPointsToFile
+	case !isNotFound(objectError(err)):
+		return nil, err
+	}
+	// A trailing slash tells rclone the path is a folder.
+	return getFs(ctx, fsString+"/")
+}
+
+// getFs gets the backend from rclone's cache: shared by relays of the same
+// spec, pinned while one is open, shut down when unused. Creation is detached
+// from ctx (a backend outlives the call that made it), so ctx is enforced
+// here. A "that is a file" answer is not cached: rclone would remember the
+// spec as a file for the life of the process.
+func getFs(ctx context.Context, fsString string) (fs.Fs, error) {
 	type result struct {
 		f   fs.Fs
 		err error
 	}
 	done := make(chan result, 1)
+	cctx := fs.CopyConfig(context.Background(), ctx)
 	go func() {
-		f, err := cache.Get(ctx, fsString)
+		f, err := cache.GetFn(cctx, fsString, func(ctx context.Context, s string) (fs.Fs, error) {
+			f, err := fs.NewFs(ctx, s)
+			if errors.Is(err, fs.ErrorIsFile) {
+				return nil, isFileError{parent: f}
+			}
+			return f, err
+		})
 		done <- result{f, err}
 	}()
 	select {
@@ -107,6 +149,12 @@ func newFs(ctx context.Context, fsString string) (fs.Fs, error) {
 		return res.f, res.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+func shutdown(f fs.Fs) {
+	if s, ok := f.(fs.Shutdowner); ok {
+		_ = s.Shutdown(context.Background())
 	}
 }
 
@@ -171,7 +219,7 @@ func (r *Relay) PutIfAbsent(ctx context.Context, name string, body io.Reader, si
 	case err == nil:
 		return Entry{}, &Error{Op: op, Name: name, Kind: KindExists, Err: errors.New("the name is taken")}
 	case KindOf(err) != KindNotFound:
-		return Entry{}, err
+		return Entry{}, relabel(op, err)
 	}
 	return r.put(ctx, op, name, body, size, true)
 }
@@ -295,7 +343,7 @@ func (r *Relay) Open(ctx context.Context, name string, offset, length int64) (io
 		cancel()
 		return nil, err
 	}
-	return &reader{rc: rc, cancel: cancel, relay: r, name: name}, nil
+	return &reader{rc: rc, ctx: rctx, cancel: cancel, relay: r, name: name}, nil
 }
 
 // rangeOptions turns [offset, offset+length) into rclone's inclusive range,
@@ -317,15 +365,20 @@ func rangeOptions(size, offset, length int64) (opts []fs.OpenOption, empty bool)
 	return []fs.OpenOption{&fs.RangeOption{Start: offset, End: end}}, false
 }
 
-// reader classifies read errors and ends the deadline on Close.
+// reader classifies read errors and ends the deadline on Close. It checks
+// the deadline itself: some backends (local files) never look at it.
 type reader struct {
 	rc     io.ReadCloser
+	ctx    context.Context
 	cancel context.CancelFunc
 	relay  *Relay
 	name   string
 }
 
 func (x *reader) Read(p []byte) (int, error) {
+	if err := x.ctx.Err(); err != nil {
+		return 0, x.relay.wrap("read", x.name, err)
+	}
 	n, err := x.rc.Read(p)
 	if err != nil && err != io.EOF {
 		err = x.relay.wrap("read", x.name, err)
@@ -343,6 +396,15 @@ func (x *reader) Close() error {
 func objectError(err error) error {
 	if errors.Is(err, fs.ErrorIsDir) || errors.Is(err, fs.ErrorNotAFile) {
 		return fmt.Errorf("%w: %w", fs.ErrorObjectNotFound, err)
+	}
+	return err
+}
+
+// relabel gives a storage error from an inner call the outer call's Op.
+func relabel(op string, err error) error {
+	var se *Error
+	if errors.As(err, &se) {
+		return &Error{Op: op, Name: se.Name, Kind: se.Kind, Err: se.Err}
 	}
 	return err
 }
@@ -523,7 +585,7 @@ func (r *Relay) Move(ctx context.Context, from, to string) error {
 	}
 	if from == to {
 		_, err := r.Stat(ctx, from)
-		return err
+		return relabel(op, err)
 	}
 	tried := false
 	return r.do(ctx, call{op: op, name: label, timeout: r.cfg.timeout}, func(actx context.Context) error {

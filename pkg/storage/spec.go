@@ -82,13 +82,18 @@ func redactSpec(spec string) string {
 	return parsed.Name + "," + clean.String() + ":" + parsed.Path
 }
 
+// identityOptions are options rclone flags as sensitive (they identify a
+// server or an account) that escale still shows, because a relay nobody can
+// recognise in a log helps no one. Their secrets live in other options.
+var identityOptions = map[string]bool{"host": true, "user": true, "username": true, "url": true, "endpoint": true}
+
 func redactValue(options fs.Options, key, value string) string {
 	name := strings.ReplaceAll(key, "-", "_")
-	if opt := options.Get(name); opt != nil && (opt.IsPassword || opt.Sensitive) {
+	if opt := options.Get(name); opt != nil && (opt.IsPassword || (opt.Sensitive && !identityOptions[name])) {
 		return "REDACTED"
 	}
 	lower := strings.ToLower(name)
-	for _, word := range []string{"pass", "secret", "token", "key"} {
+	for _, word := range []string{"pass", "secret", "token", "key", "credential"} {
 		if strings.Contains(lower, word) {
 			return "REDACTED"
 		}

@@ -10,35 +10,43 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// tree maps each watched directory (relative, slash-separated) to its
-// watched subdirectories, so a subtree's watches can be dropped in one go.
-type tree map[string]map[string]struct{}
+// tree maps each watched directory (relative, slash-separated) to what was
+// watched there, so that a subtree's watches can be dropped in one go and a
+// name that now holds another directory can be told apart.
+type tree map[string]*node
 
-func (t tree) add(rel string) {
-	if _, ok := t[rel]; !ok {
-		t[rel] = map[string]struct{}{}
+type node struct {
+	id   fileID              // the directory watched under this name
+	kids map[string]struct{} // its watched subdirectories
+}
+
+func (t tree) add(rel string, id fileID) {
+	if n, ok := t[rel]; ok {
+		n.id = id
+	} else {
+		t[rel] = &node{id: id, kids: map[string]struct{}{}}
 	}
 	if rel == "." {
 		return
 	}
 	parent := path.Dir(rel)
 	if t[parent] == nil {
-		t[parent] = map[string]struct{}{}
+		t[parent] = &node{kids: map[string]struct{}{}}
 	}
-	t[parent][rel] = struct{}{}
+	t[parent].kids[rel] = struct{}{}
 }
 
 // cut removes rel and everything below it, calling fn for each.
 func (t tree) cut(rel string, fn func(rel string)) {
-	kids, ok := t[rel]
+	n, ok := t[rel]
 	if !ok {
 		return
 	}
 	delete(t, rel)
-	if rel != "." {
-		delete(t[path.Dir(rel)], rel)
+	if parent, ok := t[path.Dir(rel)]; ok && rel != "." {
+		delete(parent.kids, rel)
 	}
-	for kid := range kids {
+	for kid := range n.kids {
 		t.cut(kid, fn)
 	}
 	fn(rel)
@@ -120,7 +128,7 @@ func (w *Watcher) watchTree(rel string, report bool) error {
 			return nil
 		}
 		if d.IsDir() {
-			if err := w.watchDir(r, &st); err != nil {
+			if err := w.watchDir(r, d, &st); err != nil {
 				return err
 			}
 		}
@@ -141,7 +149,7 @@ func (w *Watcher) watchTree(rel string, report bool) error {
 
 // watchDir adds one directory's watch. Only an unexpected failure of the
 // root is returned; limits degrade the Watcher instead.
-func (w *Watcher) watchDir(rel string, st *walkState) error {
+func (w *Watcher) watchDir(rel string, d fs.DirEntry, st *walkState) error {
 	if st.limitErr != nil {
 		st.unwatched++ // keep walking: to count, and to report what is there
 		return nil
@@ -149,7 +157,11 @@ func (w *Watcher) watchDir(rel string, st *walkState) error {
 	err := w.fsw.Add(w.abs(rel))
 	switch {
 	case err == nil:
-		w.tree.add(rel)
+		var id fileID
+		if fi, err := d.Info(); err == nil {
+			id = idOf(fi)
+		}
+		w.tree.add(rel, id)
 	case isLimit(err):
 		st.limitErr = err
 		st.unwatched++
@@ -163,20 +175,34 @@ func (w *Watcher) watchDir(rel string, st *walkState) error {
 	return nil
 }
 
-// rewalk rebuilds every watch after events were lost. Watches below the root
-// are dropped first, since their names may be stale (see unwatch); changes
-// made meanwhile are covered by the rescan the Overflow Batch asks for.
+// rewalk restores the watches after events were lost. Adding is cheap and
+// idempotent, so every directory is added again; a watch is removed first
+// only where its name no longer holds the directory it was added for (see
+// unwatch), because removing a watch queues an event, and removing them all
+// would overflow the queue again on a large tree.
 func (w *Watcher) rewalk() {
-	for _, p := range w.fsw.WatchList() {
-		if p == w.root {
-			continue
+	now := map[string]fileID{}
+	_ = filepath.WalkDir(w.root, func(p string, d fs.DirEntry, err error) error {
+		if w.closed() {
+			return filepath.SkipAll
 		}
-		err := w.fsw.Remove(p)
-		if err != nil && !errors.Is(err, fsnotify.ErrNonExistentWatch) && !errors.Is(err, fsnotify.ErrClosed) {
-			w.log.Debug("watch: remove", "path", p, "error", err)
+		r, ok := w.rel(p)
+		if err != nil || !ok || !d.IsDir() {
+			return nil
+		}
+		if r != "." && w.opts.Ignore(r) {
+			return filepath.SkipDir
+		}
+		if fi, err := d.Info(); err == nil {
+			now[r] = idOf(fi)
+		}
+		return nil
+	})
+	for rel, n := range w.tree {
+		if id, ok := now[rel]; !ok || id != n.id {
+			w.unwatch(rel)
 		}
 	}
-	w.tree = tree{}
 	if err := w.watchTree(".", false); err != nil {
 		w.log.Warn("re-watch the folder", "error", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rclone/rclone/backend/overview"
 	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/cache"
 	"github.com/rclone/rclone/fs/config/configmap"
@@ -41,6 +42,8 @@ func init() {
 		Name:        BackendName,
 		Description: "escale test backend: wraps a remote and injects faults",
 		NewFs:       newFs,
+		// Not one of rclone's own backends: it has no overview to look up.
+		Overview: new(overview.BackendConfig),
 		Options: []fs.Option{{
 			Name:     "remote",
 			Help:     "The remote to wrap, e.g. \":memory:bucket\" or \"/tmp/relay\".",
@@ -201,18 +204,18 @@ func (in *Injector) Disarm() int {
 
 // SetListLag makes each object created from now on stay out of the next k
 // listings of its folder (an eventually consistent listing). Reads by name
-// see it at once. 0 stops the lag for new objects; ClearLag ends it for all.
+// see it at once. 0 stops the lag for objects created later.
 func (in *Injector) SetListLag(k int) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.lag = max(k, 0)
 }
 
-// ClearLag makes every hidden object visible and stops the lag.
-func (in *Injector) ClearLag() {
+// Reveal makes every lagging object visible now, as if the listing had
+// caught up; objects created later lag as SetListLag says.
+func (in *Injector) Reveal() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	in.lag = 0
 	clear(in.hidden)
 }
 

@@ -230,13 +230,18 @@ func TestListingLag(t *testing.T) {
 		t.Fatalf("listing after the lag: %q", got)
 	}
 	put("heads/later")
-	inj.ClearLag()
+	inj.Reveal()
 	if got := names("heads"); got != "later,new,old" {
-		t.Fatalf("listing after ClearLag: %q", got)
+		t.Fatalf("listing after Reveal: %q", got)
+	}
+	inj.SetListLag(0)
+	put("heads/last")
+	if got := names("heads"); got != "last,later,new,old" {
+		t.Fatalf("listing with the lag stopped: %q", got)
 	}
 	var walked int
-	if err := r.Walk(ctx, "", func(storage.Entry) error { walked++; return nil }); err != nil || walked != 3 {
-		t.Fatalf("walk saw %d objects (%v), want 3", walked, err)
+	if err := r.Walk(ctx, "", func(storage.Entry) error { walked++; return nil }); err != nil || walked != 4 {
+		t.Fatalf("walk saw %d objects (%v), want 4", walked, err)
 	}
 }
 

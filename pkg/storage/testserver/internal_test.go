@@ -3,6 +3,7 @@ package testserver
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -89,5 +90,36 @@ func TestMissingSoftwareSkipsUnlessRequired(t *testing.T) {
 	t.Setenv(RequireEnv, "1")
 	if r := runMust(missing); !r.failed || r.skipped {
 		t.Errorf("missing software with %s=1: skipped %v failed %v, want a failure", RequireEnv, r.skipped, r.failed)
+	}
+}
+
+// TestAllStartsEachServerOnce checks All against the starters: each server
+// at most once, with a spec, an address and a folder on disk, and none left
+// out when servers are required (bar rclone's FTP under the race detector).
+func TestAllStartsEachServerOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts every server; TestServers covers them one by one")
+	}
+	seen := map[string]bool{}
+	for _, s := range All(t) {
+		if seen[s.Name] {
+			t.Errorf("All returned %s twice", s.Name)
+		}
+		seen[s.Name] = true
+		if s.Spec == "" || s.Addr == "" {
+			t.Errorf("%s: empty Spec %q or Addr %q", s.Name, s.Spec, s.Addr)
+		}
+		if fi, err := os.Stat(s.Dir); err != nil || !fi.IsDir() {
+			t.Errorf("%s: Dir %q is not a folder (%v)", s.Name, s.Dir, err)
+		}
+	}
+	for _, st := range starters() {
+		excused := raceDetector && st.name == "rclone-ftp"
+		if !seen[st.name] && required() && !excused {
+			t.Errorf("All left out %s although %s=1", st.name, RequireEnv)
+		}
+	}
+	if want := 3; len(seen) < want {
+		t.Errorf("All started %d servers, want at least rclone's in-process ones", len(seen))
 	}
 }

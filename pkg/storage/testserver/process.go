@@ -18,8 +18,9 @@ const (
 	stopTimeout  = 10 * time.Second
 )
 
-// process is a server running as a child process in its own process group,
-// so stopping it also stops the workers it forked.
+// process is a server running as a child process in its own process group
+// (and PID namespace where allowed, see procAttrs), so stopping it also
+// stops the workers it forked.
 type process struct {
 	name string
 	cmd  *exec.Cmd
@@ -37,11 +38,17 @@ func startProcess(name, dir, bin string, args []string, logs ...string) (*proces
 		return nil, fmt.Errorf("create %s output file: %w", name, err)
 	}
 	defer out.Close() // the child holds its own descriptor
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
+	var cmd *exec.Cmd
+	for _, attr := range procAttrs() {
+		cmd = exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.SysProcAttr = attr
+		if err = cmd.Start(); err == nil {
+			break
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	p := &process{name: name, cmd: cmd, out: outPath, logs: logs, done: make(chan struct{})}
@@ -52,17 +59,15 @@ func startProcess(name, dir, bin string, args []string, logs ...string) (*proces
 	return p, nil
 }
 
-// stop ends the process group politely, then forcibly.
+// stop kills the server with everything it forked. Tests need no graceful
+// shutdown: what the server wrote is in the kernel's hands already.
 func (p *process) stop() {
-	signalGroup(p.cmd.Process, false)
+	killGroup(p.cmd.Process)
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
-		signalGroup(p.cmd.Process, true)
-		<-p.done
+		// Unkillable (stuck in the kernel): nothing more a test can do.
 	}
-	// Workers that outlived their parent (sshd's, vsftpd's sessions).
-	signalGroup(p.cmd.Process, true)
 }
 
 // waitReady waits until addr accepts connections and, when banner is set,

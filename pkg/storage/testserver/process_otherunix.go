@@ -4,4 +4,6 @@ package testserver
 
 import "syscall"
 
-func withParentDeath(a *syscall.SysProcAttr) *syscall.SysProcAttr { return a }
+func procAttrs() []*syscall.SysProcAttr {
+	return []*syscall.SysProcAttr{{Setpgid: true}}
+}

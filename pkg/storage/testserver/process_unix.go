@@ -7,16 +7,5 @@ import (
 	"syscall"
 )
 
-func sysProcAttr() *syscall.SysProcAttr {
-	return withParentDeath(&syscall.SysProcAttr{Setpgid: true})
-}
-
-// signalGroup sends SIGTERM, or SIGKILL when hard, to the process group the
-// server leads.
-func signalGroup(p *os.Process, hard bool) {
-	sig := syscall.SIGTERM
-	if hard {
-		sig = syscall.SIGKILL
-	}
-	_ = syscall.Kill(-p.Pid, sig)
-}
+// killGroup kills the process group the server leads.
+func killGroup(p *os.Process) { _ = syscall.Kill(-p.Pid, syscall.SIGKILL) }

@@ -7,6 +7,6 @@ import (
 
 // The Debian servers do not run on Windows; these only keep the package
 // building there for the in-process rclone servers.
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func procAttrs() []*syscall.SysProcAttr { return []*syscall.SysProcAttr{nil} }
 
-func signalGroup(p *os.Process, _ bool) { _ = p.Kill() }
+func killGroup(p *os.Process) { _ = p.Kill() }
