@@ -40,10 +40,19 @@ func runSync(c *cli.Context) error {
 	o := daemon.Options{Repos: c.StringSlice("repo"), AllowMassDelete: c.Bool("allow-mass-delete"), Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter}
 	if !c.Bool("once") {
 		ev.log.Info("escale sync started", "config", ev.cfg.File)
+		// systemd (Type=notify): ready once running, status per round, watchdog.
+		n := daemon.NewNotifier(os.Getenv)
+		_ = n.Send("READY=1\nSTATUS=syncing")
+		go n.Watchdog(ctx)
+		defer n.Send("STOPPING=1")
 		return daemon.Run(ctx, ev.cfg, o, func(out daemon.Outcome) {
-			if out.Err == nil && out.Result != nil && out.Result.Busy() {
+			switch {
+			case out.Err != nil:
+				_ = n.Send("STATUS=" + out.Repo + ": " + out.Err.Error())
+			case out.Result != nil && out.Result.Busy():
 				r := out.Result
 				ev.log.Info("round done", "repo", out.Repo, "pulled", r.Pulled, "deleted", r.Deleted, "pushed", r.Pushed, "conflicts", r.Conflicts, "up", r.BytesUp, "down", r.BytesDown)
+				_ = n.Send(fmt.Sprintf("STATUS=%s: pulled %d, pushed %d", out.Repo, r.Pulled, r.Pushed))
 			}
 		})
 	}
