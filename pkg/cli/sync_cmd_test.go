@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/escale-sync/escale/pkg/state"
 )
 
 // syncWorld is a relay folder and client configurations sharing it.
@@ -93,5 +95,26 @@ func TestSyncUnknownRepo(t *testing.T) {
 	code, _, errOut := runEscale(t, "--config", conf, "sync", "--once", "--repo", "nope")
 	if code != ExitError || !strings.Contains(errOut, `no repository "nope"`) {
 		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// A second escale on a repository in use waits (exit 2); it does not fail.
+func TestSyncOnceOverlapWaits(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(w.root, "relay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf, _ := w.client("alpha", "words here")
+	if code, out, errOut := runEscale(t, "--config", conf, "sync", "--once"); code != ExitOK {
+		t.Fatalf("first run: exit %d %s %s", code, out, errOut)
+	}
+	db, err := state.Open(filepath.Join(w.root, "alpha", "state", "r", "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	code, out, _ := runEscale(t, "--config", conf, "sync", "--once")
+	if code != ExitWaiting || !strings.Contains(out, "in use") {
+		t.Fatalf("overlapping run: exit %d\n%s", code, out)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/escale-sync/escale/pkg/engine"
 	"github.com/escale-sync/escale/pkg/filter"
 	"github.com/escale-sync/escale/pkg/localfs"
+	"github.com/escale-sync/escale/pkg/state"
 	"github.com/escale-sync/escale/pkg/storage"
 	"github.com/escale-sync/escale/pkg/watch"
 )
@@ -104,6 +105,12 @@ func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error)
 			defer wg.Done()
 			out[i] = Outcome{Repo: r.Name}
 			e, err := open(ctx, cfg, r, o)
+			if errors.Is(err, state.ErrInUse) {
+				// Another escale (an overlapping cron run, the daemon) has it:
+				// nothing failed, this run just waits its turn.
+				out[i].Result = &engine.Result{Waiting: []string{err.Error()}}
+				return
+			}
 			if err != nil {
 				out[i].Err = err
 				return
