@@ -106,7 +106,7 @@ func (r *Report) add(name string, st Status, format string, args ...any) {
 func Run(ctx context.Context, spec string, opts Options) (*Report, error) {
 	opts.defaults()
 	start := time.Now()
-	rep := &Report{Relay: spec}
+	rep := &Report{Relay: storage.Redact(spec)}
 	progress := func(s string) {
 		if opts.Progress != nil {
 			opts.Progress(s)
@@ -116,7 +116,7 @@ func Run(ctx context.Context, spec string, opts Options) (*Report, error) {
 	progress("connect")
 	relay, err := storage.Open(ctx, spec)
 	if err != nil {
-		rep.Problem = Explain(spec, "open", err)
+		rep.Problem = Explain(rep.Relay, "open", err)
 		rep.Failed = true
 		return rep, errors.New(rep.Problem)
 	}
@@ -469,28 +469,39 @@ func (t *tester) cleanup(ctx context.Context) bool {
 }
 
 // Explain turns a storage failure into the one sentence a user needs: what is
-// wrong and what to check.
+// wrong, why, and what to check.
 func Explain(relay, op string, err error) string {
-	var what string
+	var what, check string
 	switch storage.KindOf(err) {
 	case storage.KindUnreachable:
-		what = "cannot reach the server: check the host name, the port, that the server runs, and your network or firewall"
+		what, check = "cannot reach the server", "check the host name, the port, that the server runs, and your network or firewall"
 	case storage.KindAuth:
 		if op == "write" {
-			what = "the relay refused a write: the account or folder is read-only, and escale needs to write there"
+			what, check = "the relay refused a write", "the account or folder is read-only, and escale needs to write there"
 		} else {
-			what = "the server refused the credentials: check the user, password or key of this remote"
+			what, check = "the server refused the credentials", "check the user, password or key of this remote"
 		}
 	case storage.KindNotFound:
-		what = "the remote folder does not exist and could not be created: check the path"
+		what, check = "the remote folder does not exist and could not be created", "check the path"
 	case storage.KindQuota:
-		what = "the relay is out of space or over its quota"
+		what, check = "the relay is out of space or over its quota", "free some space or raise the quota"
 	case storage.KindTransient:
-		what = "the server kept failing with temporary errors: try again later, or check the server's health"
+		what, check = "the server kept failing with temporary errors", "try again later, or check the server's health"
 	default:
 		return fmt.Sprintf("relay %s: %v", relay, err)
 	}
-	return fmt.Sprintf("relay %s: %s (%v)", relay, what, err)
+	return fmt.Sprintf("relay %s: %s (%s); %s", relay, what, rootCause(err), check)
+}
+
+// rootCause is the innermost error's message: the OS's or the server's own words.
+func rootCause(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
 }
 
 func readAll(ctx context.Context, r *storage.Relay, name string, off, n int64) ([]byte, error) {

@@ -93,6 +93,9 @@ func TestStoppedServerIsOneClearSentence(t *testing.T) {
 	if rep.Problem == "" || !rep.Failed {
 		t.Fatalf("report does not carry the problem: %+v", rep)
 	}
+	if strings.Contains(err.Error(), "pass=") && !strings.Contains(err.Error(), "pass='REDACTED'") {
+		t.Fatalf("the message shows the password: %v", err)
+	}
 	t.Logf("stopped server reported in %s: %v", time.Since(start).Round(time.Millisecond), err)
 }
 

@@ -143,7 +143,12 @@ func TestInitKeepsProcessLoggers(t *testing.T) {
 		return
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestInitKeepsProcessLoggers$")
-	cmd.Env = append(os.Environ(), "ESCALE_STORAGE_CHILD=1", "ESCALE_STORAGE_CONF="+filepath.Join(t.TempDir(), "none.conf"))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RCLONE_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "ESCALE_STORAGE_CHILD=1", "ESCALE_STORAGE_CONF="+filepath.Join(t.TempDir(), "none.conf"))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/escale-sync/escale/pkg/storage"
@@ -73,5 +72,3 @@ func TestConformanceConfigRemote(t *testing.T) {
 		storagetest.RunConformance(t, "escaletest-local:"+t.TempDir())
 	})
 }
-
-var _ = strings.Contains

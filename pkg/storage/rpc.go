@@ -44,19 +44,27 @@ func rpc(method string, in any, out any) error {
 	return nil
 }
 
-// callRPC runs rpc under ctx. librclone takes no context, so a call that
-// outlives ctx finishes in the background and its result is dropped.
+// callRPC runs rpc under ctx, bounded by DefaultTimeout. librclone takes no
+// context, so a call that outlives ctx finishes in the background and its
+// result is dropped.
 func callRPC(ctx context.Context, op, name, method string, in, out any) error {
 	if err := ensureInit(); err != nil {
 		return &Error{Op: op, Name: name, Kind: KindFatal, Err: err}
 	}
+	ctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	if err := ctx.Err(); err != nil {
 		return &Error{Op: op, Name: name, Kind: classify(err), Err: err}
 	}
+	// The reply is decoded here, not in the goroutine, which may outlive us.
+	var raw json.RawMessage
 	done := make(chan error, 1)
-	go func() { done <- rpc(method, in, out) }()
+	go func() { done <- rpc(method, in, &raw) }()
 	select {
 	case err := <-done:
+		if err == nil && out != nil {
+			err = json.Unmarshal(raw, out)
+		}
 		if err != nil {
 			return &Error{Op: op, Name: name, Kind: KindFatal, Err: err}
 		}

@@ -105,3 +105,7 @@ func redactValue(options fs.Options, key, value string) string {
 	}
 	return value
 }
+
+// Redact returns spec with its secrets hidden, for messages about a relay
+// that could not even be opened.
+func Redact(spec string) string { return redactSpec(spec) }

@@ -73,6 +73,8 @@ func startApacheDAV(t testing.TB) (*Server, error) {
 	if err := os.WriteFile(htpasswd, []byte(user+":"+hash+"\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("write htpasswd: %w", err)
 	}
+	// The realm of the 401 a plain GET gets carries this server's token.
+	token := "escale-" + secret()
 	errorLog := filepath.Join(root, "error.log")
 	conf := filepath.Join(root, "httpd.conf")
 	build := func(port int) ([]string, error) {
@@ -103,19 +105,19 @@ DAVLockDB %[8]q
 <Directory %[7]q>
 	Dav On
 	AuthType Basic
-	AuthName "escale test"
+	AuthName "escale test %[10]s"
 	AuthBasicProvider file
 	AuthUserFile %[9]q
 	Require valid-user
 </Directory>
 `, root, port, filepath.Join(root, "httpd.pid"), errorLog, apacheUser, gid,
-			docRoot, filepath.Join(lockDir, "DAVLock"), htpasswd)
+			docRoot, filepath.Join(lockDir, "DAVLock"), htpasswd, token)
 		if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 			return nil, fmt.Errorf("write apache2 config: %w", err)
 		}
 		return []string{"-f", conf, "-d", root, "-DFOREGROUND"}, nil
 	}
-	p, addr, err := runProcess(name, root, bin, "", build, errorLog)
+	p, addr, err := runProcess(name, root, bin, "GET / HTTP/1.0\r\n\r\n", token, build, errorLog)
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,7 @@ func startOpenSSH(t testing.TB) (*Server, error) {
 	if err := os.WriteFile(authorized, ssh.MarshalAuthorizedKey(clientKey), 0o600); err != nil {
 		return nil, fmt.Errorf("write authorized_keys: %w", err)
 	}
+	token := "escale-" + secret() // in sshd's version banner
 	conf := filepath.Join(root, "sshd_config")
 	build := func(port int) ([]string, error) {
 		c := fmt.Sprintf(`Port %d
@@ -74,8 +75,9 @@ PermitTTY no
 MaxStartups 100
 MaxSessions 100
 LogLevel VERBOSE
+VersionAddendum %s
 Subsystem sftp internal-sftp
-`, port, hostKeyPath, filepath.Join(root, "sshd.pid"), authorized, me.Username)
+`, port, hostKeyPath, filepath.Join(root, "sshd.pid"), authorized, me.Username, token)
 		if err := os.WriteFile(conf, []byte(c), 0o600); err != nil {
 			return nil, fmt.Errorf("write sshd config: %w", err)
 		}
@@ -83,7 +85,7 @@ Subsystem sftp internal-sftp
 		// it needs an absolute path (findBinary returns one).
 		return []string{"-D", "-e", "-f", conf}, nil
 	}
-	p, addr, err := runProcess(name, root, bin, "SSH-", build)
+	p, addr, err := runProcess(name, root, bin, "", token, build)
 	if err != nil {
 		return nil, err
 	}

@@ -3,11 +3,14 @@ package testserver
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -30,6 +33,15 @@ type process struct {
 	err  error         // its exit status, valid after done
 }
 
+// launch is one way to start a server process.
+type launch struct {
+	attr *syscall.SysProcAttr
+	// viaInit runs the server under a shell that stays its parent: as the
+	// first process of a PID namespace vsftpd loses its listener after a
+	// session (about one start in eight), as a shell's child it does not.
+	viaInit bool
+}
+
 // startProcess runs bin with args, output going to a file in dir.
 func startProcess(name, dir, bin string, args []string, logs ...string) (*process, error) {
 	outPath := filepath.Join(dir, name+".out")
@@ -38,24 +50,36 @@ func startProcess(name, dir, bin string, args []string, logs ...string) (*proces
 		return nil, fmt.Errorf("create %s output file: %w", name, err)
 	}
 	defer out.Close() // the child holds its own descriptor
-	var cmd *exec.Cmd
-	for _, attr := range procAttrs() {
-		cmd = exec.Command(bin, args...)
-		cmd.Dir = dir
-		cmd.Stdout, cmd.Stderr = out, out
-		cmd.SysProcAttr = attr
-		if err = cmd.Start(); err == nil {
-			break
+	p := &process{name: name, out: outPath, logs: logs, done: make(chan struct{})}
+	started := make(chan error, 1)
+	// Linux sends Pdeathsig when the *thread* that started the child exits,
+	// and Go may end threads while the process lives on: start and wait on
+	// a thread kept for this server alone until it exits.
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the server
+		defer close(p.done)
+		var err error
+		for _, l := range launches() {
+			if l.viaInit {
+				p.cmd = exec.Command("/bin/sh", append([]string{"-c", `"$0" "$@" & wait $!`, bin}, args...)...)
+			} else {
+				p.cmd = exec.Command(bin, args...)
+			}
+			p.cmd.Dir = dir
+			p.cmd.Stdout, p.cmd.Stderr = out, out
+			p.cmd.SysProcAttr = l.attr
+			if err = p.cmd.Start(); err == nil {
+				break
+			}
 		}
-	}
-	if err != nil {
+		started <- err
+		if err == nil {
+			p.err = p.cmd.Wait()
+		}
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	p := &process{name: name, cmd: cmd, out: outPath, logs: logs, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	return p, nil
 }
 
@@ -70,10 +94,11 @@ func (p *process) stop() {
 	}
 }
 
-// waitReady waits until addr accepts connections and, when banner is set,
-// greets with it. It fails early, with the server's output, if the process
-// exits.
-func (p *process) waitReady(addr, banner string) error {
+// waitReady waits until addr answers with want, a token unique to this
+// server put in its greeting (or, after send, in its reply): a greeting
+// alone could come from another server that took the port first. It fails
+// early, with the server's output, if the process exits.
+func (p *process) waitReady(addr, send, want string) error {
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for time.Now().Before(deadline) {
@@ -82,7 +107,7 @@ func (p *process) waitReady(addr, banner string) error {
 			return fmt.Errorf("%s exited before listening on %s (%v)%s", p.name, addr, p.err, p.tail())
 		default:
 		}
-		if last = probe(addr, banner); last == nil {
+		if last = probe(addr, send, want); last == nil {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -90,28 +115,32 @@ func (p *process) waitReady(addr, banner string) error {
 	return fmt.Errorf("%s did not answer on %s within %s: %v%s", p.name, addr, readyTimeout, last, p.tail())
 }
 
-// probe connects to addr and checks the greeting starts with banner.
-func probe(addr, banner string) error {
+// probe connects to addr, writes send and reads until want shows up.
+func probe(addr, send, want string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if banner == "" {
-		return nil
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if send != "" {
+		if _, err := io.WriteString(c, send); err != nil {
+			return err
+		}
 	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	buf := make([]byte, len(banner))
-	n, err := c.Read(buf)
-	for err == nil && n < len(buf) {
-		var m int
-		m, err = c.Read(buf[n:])
-		n += m
+	var got []byte
+	buf := make([]byte, 4096)
+	for len(got) < 64<<10 {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if bytes.Contains(got, []byte(want)) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("answer %q lacks this server's token %q (%v)", got, want, err)
+		}
 	}
-	if !bytes.Equal(buf[:n], []byte(banner)) {
-		return fmt.Errorf("greeting %q, want %q (read error: %v)", buf[:n], banner, err)
-	}
-	return nil
+	return fmt.Errorf("answer lacks this server's token %q", want)
 }
 
 // tail returns the end of the server's output and logs, for error messages.
@@ -132,8 +161,9 @@ func (p *process) tail() string {
 
 // runProcess starts a server on a free port, retrying when the port was
 // taken in between. build writes the config for a port and returns the
-// arguments; banner is what the server greets with, if anything.
-func runProcess(name, dir, bin, banner string, build func(port int) ([]string, error), logs ...string) (p *process, addr string, err error) {
+// arguments; the server must answer send with a reply holding want (see
+// waitReady).
+func runProcess(name, dir, bin, send, want string, build func(port int) ([]string, error), logs ...string) (p *process, addr string, err error) {
 	err = onFreePort(func(port int) error {
 		args, err := build(port)
 		if err != nil {
@@ -144,7 +174,7 @@ func runProcess(name, dir, bin, banner string, build func(port int) ([]string, e
 			return err
 		}
 		addr = hostPort(port)
-		if err = p.waitReady(addr, banner); err != nil {
+		if err = p.waitReady(addr, send, want); err != nil {
 			p.stop()
 			return err
 		}

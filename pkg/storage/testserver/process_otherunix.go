@@ -4,6 +4,6 @@ package testserver
 
 import "syscall"
 
-func procAttrs() []*syscall.SysProcAttr {
-	return []*syscall.SysProcAttr{{Setpgid: true}}
+func launches() []launch {
+	return []launch{{attr: &syscall.SysProcAttr{Setpgid: true}}}
 }

@@ -1,12 +1,9 @@
 package testserver
 
-import (
-	"os"
-	"syscall"
-)
+import "os"
 
 // The Debian servers do not run on Windows; these only keep the package
 // building there for the in-process rclone servers.
-func procAttrs() []*syscall.SysProcAttr { return []*syscall.SysProcAttr{nil} }
+func launches() []launch { return []launch{{}} }
 
 func killGroup(p *os.Process) { _ = p.Kill() }

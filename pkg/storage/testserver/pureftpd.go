@@ -51,8 +51,15 @@ func startPureFTPd(t testing.TB) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// pure-ftpd greets with a line from its fortune file: this server's token.
+	token := "escale-" + secret()
+	fortunes := filepath.Join(root, "fortunes")
+	if err := os.WriteFile(fortunes, []byte(token+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("write pure-ftpd fortune file: %w", err)
+	}
 	build := func(port int) ([]string, error) {
 		return []string{
+			"-F", fortunes,
 			"-S", "127.0.0.1," + strconv.Itoa(port),
 			"-l", "puredb:" + pdb,
 			"-E",            // no anonymous logins
@@ -65,7 +72,7 @@ func startPureFTPd(t testing.TB) (*Server, error) {
 			"-g", filepath.Join(root, "pure-ftpd.pid"),
 		}, nil
 	}
-	p, addr, err := runProcess(name, root, bin, "220", build)
+	p, addr, err := runProcess(name, root, bin, "", token, build)
 	if err != nil {
 		return nil, err
 	}

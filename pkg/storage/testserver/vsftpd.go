@@ -102,6 +102,7 @@ func startVsftpd(t testing.TB, tls bool) (*Server, error) {
 			"rsa_private_key_file=" + key,
 		}, "\n") + "\n"
 	}
+	token := "escale-" + secret()
 	logFile := filepath.Join(root, "vsftpd.log")
 	conf := filepath.Join(root, "vsftpd.conf")
 	build := func(port int) ([]string, error) {
@@ -127,19 +128,20 @@ connect_from_port_20=NO
 pasv_enable=YES
 pasv_address=127.0.0.1
 dirmessage_enable=NO
+ftpd_banner=%s
 use_localtime=NO
 seccomp_sandbox=NO
 xferlog_enable=YES
 xferlog_std_format=NO
 log_ftp_protocol=YES
 vsftpd_log_file=%s
-%s`, port, chroot, anonFTPUser, empty, logFile, tlsConf)
+%s`, port, chroot, anonFTPUser, empty, token, logFile, tlsConf)
 		if err := os.WriteFile(conf, []byte(c), 0o600); err != nil {
 			return nil, fmt.Errorf("write vsftpd config: %w", err)
 		}
 		return []string{conf}, nil
 	}
-	p, addr, err := runProcess(name, root, bin, "220", build, logFile)
+	p, addr, err := runProcess(name, root, bin, "", token, build, logFile)
 	if err != nil {
 		return nil, err
 	}
