@@ -375,19 +375,6 @@ func (c *client) acked(pusher *client) uint64 {
 	return a.Applied[pusher.e.CID()]
 }
 
-// publish seals m as c's manifest m.Seq and moves c's head to it, as a relay
-// (or a client) holding the repository keys could.
-func (c *client) publish(m *protocol.Manifest) {
-	c.t.Helper()
-	ctx := context.Background()
-	if _, err := c.e.repo.PutJSON(ctx, envelope.KindManifest, protocol.ManifestName(c.e.CID(), m.Seq), m); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.e.repo.PutHead(ctx, protocol.Head{CID: c.e.CID(), Seq: m.Seq}); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
 // putData seals plain as data object id of c with kind.
 func (c *client) putData(kind envelope.Kind, id string, plain []byte) {
 	c.t.Helper()

@@ -99,6 +99,7 @@ func (c *codec) decompress(stored []byte, z bool, size int64) ([]byte, error) {
 type fetcher struct {
 	e        *Engine
 	cid      string
+	packEnd  map[string]int64 // pack id → end of its last file in the manifest being applied
 	lastName string
 	last     []byte
 	bytes    int64
@@ -125,12 +126,30 @@ func (f *fetcher) object(ctx context.Context, id string, kind envelope.Kind, lim
 	return data, nil
 }
 
+// setManifest notes where each pack of m ends, to bound its reading.
+func (f *fetcher) setManifest(m *protocol.Manifest) {
+	f.packEnd = map[string]int64{}
+	for _, c := range m.Changes {
+		if c.Size > SmallFile {
+			continue
+		}
+		for _, r := range c.Data {
+			if r.Off >= 0 && r.Len >= 0 && r.Off <= packLimit && r.Len <= packLimit {
+				f.packEnd[r.Obj] = max(f.packEnd[r.Obj], r.Off+r.Len)
+			}
+		}
+	}
+}
+
 // packLimit bounds what a pack object may expand to.
 const packLimit = 4 << 30
 
 // blob returns the plaintext of one reference.
 func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byte, error) {
 	if chunked {
+		if r.Size <= 0 || r.Size > chunkMax {
+			return nil, fmt.Errorf("%w: chunk %s of %d bytes (chunks are at most %d)", protocol.ErrInvalid, r.Obj, r.Size, chunkMax)
+		}
 		// A chunk object is the chunk; the envelope compressed it if it could.
 		obj, err := f.object(ctx, r.Obj, envelope.KindChunk, chunkMax)
 		if err != nil {
@@ -141,11 +160,19 @@ func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byt
 		}
 		return obj, nil
 	}
-	obj, err := f.object(ctx, r.Obj, envelope.KindPack, packLimit)
+	if r.Size > SmallFile || r.Len > SmallFile+SmallFile/8+1024 {
+		return nil, fmt.Errorf("%w: a packed file of %d bytes (%d stored); packs hold files of at most %d", protocol.ErrInvalid, r.Size, r.Len, SmallFile)
+	}
+	// A pack's plaintext ends where its last file ends: never expand more.
+	limit := f.packEnd[r.Obj]
+	if limit <= 0 || limit > packLimit {
+		limit = packLimit
+	}
+	obj, err := f.object(ctx, r.Obj, envelope.KindPack, limit)
 	if err != nil {
 		return nil, err
 	}
-	if r.Off < 0 || r.Len < 0 || r.Off+r.Len > int64(len(obj)) {
+	if r.Off < 0 || r.Len < 0 || r.Off > int64(len(obj)) || r.Len > int64(len(obj))-r.Off {
 		return nil, fmt.Errorf("%w: reference [%d,+%d) outside object %s of %d bytes", protocol.ErrInvalid, r.Off, r.Len, r.Obj, len(obj))
 	}
 	return f.e.codec.decompress(obj[r.Off:r.Off+r.Len], r.Z, r.Size)

@@ -268,6 +268,7 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	}
 	if e.opts.Mode.pushes() {
 		if err := e.push(ctx, local, res); err != nil {
+			e.cleaned = false // its uploads may be orphans now
 			return res, err
 		}
 	}
@@ -284,6 +285,11 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	}
 	if err := e.publishIndex(ctx, len(local.entries)); err != nil {
 		return res, err
+	}
+	if n, err := e.wantCount(); err != nil {
+		return res, err
+	} else if n > 0 {
+		res.Waiting = append(res.Waiting, fmt.Sprintf("%d files wait for another client to send their content again", n))
 	}
 	if err := e.folder.Sync(); err != nil {
 		return res, err

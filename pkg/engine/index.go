@@ -417,3 +417,16 @@ func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants,
 	e.log.Info("republishing content another client lacks", "client", asker, "files", len(p.changes))
 	return e.publish(ctx, p, []string{asker}, 1, false)
 }
+
+// wantCount is how many paths wait to be republished.
+func (e *Engine) wantCount() (int, error) {
+	n := 0
+	err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(_, _ []byte) error { n++; return nil })
+	})
+	return n, err
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/localfs"
 	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/scan"
 	"github.com/escale-sync/escale/pkg/state"
 	"github.com/escale-sync/escale/pkg/storage"
 )
@@ -181,16 +182,20 @@ type puller struct {
 // manifest applies one manifest. done is false when it must be retried on a
 // later round (a local file changed meanwhile, data missing, mass delete).
 func (p *puller) manifest(ctx context.Context, f *fetcher, cid string, m *protocol.Manifest) (bool, error) {
-	// Renamed files first, while their old path is still here to move.
+	f.setManifest(m)
+	// Renamed files first, while their old path is still here to move; then
+	// deletions, so a folder that became a file (or the reverse) is out of
+	// the way; then the rest.
 	order := make([]*protocol.Change, 0, len(m.Changes))
-	for i := range m.Changes {
-		if m.Changes[i].From != "" {
-			order = append(order, &m.Changes[i])
-		}
-	}
-	for i := range m.Changes {
-		if m.Changes[i].From == "" {
-			order = append(order, &m.Changes[i])
+	for _, pass := range []func(*protocol.Change) bool{
+		func(c *protocol.Change) bool { return c.From != "" },
+		func(c *protocol.Change) bool { return c.From == "" && c.Kind == protocol.KindDelete },
+		func(c *protocol.Change) bool { return c.From == "" && c.Kind != protocol.KindDelete },
+	} {
+		for i := range m.Changes {
+			if pass(&m.Changes[i]) {
+				order = append(order, &m.Changes[i])
+			}
 		}
 	}
 	for _, c := range order {
@@ -373,6 +378,8 @@ func (p *puller) conflictCopy(path string, le *localEntry) error {
 	}
 	p.res.Conflicts++
 	p.touched = true
+	delete(p.lv.entries, path)
+	p.observe(name, le.Hash)
 	p.e.log.Warn("conflict: both sides changed a file; this client's version was kept as a conflict copy", "path", path, "copy", name)
 	return nil
 }
@@ -395,6 +402,7 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 			}
 			p.res.Deleted++
 			p.touched = true
+			delete(p.lv.entries, c.Path)
 		}
 	case protocol.KindSymlink:
 		if err := e.writeSymlink(c.Path, c.Target, time.Unix(0, c.MTime), le); err != nil {
@@ -402,12 +410,14 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 		}
 		p.res.Pulled++
 		p.touched = true
+		p.observe(c.Path, c.Hash)
 	case protocol.KindFile:
 		if c.From != "" && le == nil {
 			if moved, err := p.tryMove(c); err != nil || moved {
 				if err == nil {
 					p.res.Pulled++
 					p.touched = true
+					p.observe(c.Path, c.Hash)
 					ns.Chunks = chunkRefs(c)
 					return e.saveState(c.Path, ns)
 				}
@@ -437,8 +447,31 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 		ns.Chunks = chunkRefs(c)
 		p.res.Pulled++
 		p.touched = true
+		p.observe(c.Path, c.Hash)
 	}
 	return e.saveState(c.Path, ns)
+}
+
+// observe records in the local view what the pull just wrote at path, so
+// later changes of the same round judge against the folder as it is now.
+func (p *puller) observe(path, hash string) {
+	abs, err := p.e.folder.Resolve(path)
+	if err != nil {
+		delete(p.lv.entries, path)
+		return
+	}
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		delete(p.lv.entries, path)
+		return
+	}
+	le := &localEntry{Kind: scan.File, Size: fi.Size(), MTime: fi.ModTime().UnixNano(), Mode: fi.Mode(), Inode: localfs.Inode(fi), Hash: hash}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		le.Kind = scan.Symlink
+		le.Target, _ = os.Readlink(abs)
+		le.Size = 0
+	}
+	p.lv.entries[path] = le
 }
 
 // tryMove applies a rename as a local move when the old file is unchanged
@@ -461,6 +494,7 @@ func (p *puller) tryMove(c *protocol.Change) (bool, error) {
 	// The old path's own tombstone arrives in the same manifest and finds
 	// nothing to delete.
 	delete(p.lv.entries, c.From)
+	defer p.observe(c.Path, c.Hash)
 	meta := time.Unix(0, c.MTime)
 	if abs, err := p.e.folder.Resolve(c.Path); err == nil {
 		_ = os.Chtimes(abs, meta, meta)

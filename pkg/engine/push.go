@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"unicode/utf8"
 
 	"github.com/zeebo/blake3"
 
@@ -85,7 +86,17 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	if err != nil || len(changes) == 0 {
 		return err
 	}
-	changes = e.holdBackMassDelete(changes, lv, res)
+	kept := changes[:0]
+	for _, lc := range changes {
+		if !utf8.ValidString(lc.path) {
+			// Manifests carry names as UTF-8 text: such a name would arrive
+			// mangled on the other side.
+			res.Problems = append(res.Problems, fmt.Sprintf("%q is not a valid UTF-8 name and is not synced; rename it", lc.path))
+			continue
+		}
+		kept = append(kept, lc)
+	}
+	changes = e.holdBackMassDelete(kept, lv, res)
 	if len(changes) == 0 {
 		return nil
 	}

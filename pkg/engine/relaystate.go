@@ -132,6 +132,7 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	acks.Gen = gen
 	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.AcksName(e.cid), &acks); err != nil {
 		return fmt.Errorf("write acknowledgements: %w", err)
 	}
@@ -335,6 +336,10 @@ func (e *Engine) readAcks(ctx context.Context, heads []protocol.Head) (map[strin
 		}
 		if e.repo.CID(a.Client) != h.CID {
 			return nil, fmt.Errorf("acknowledgements of client %s: %w: written for client %q", h.CID, protocol.ErrInvalid, a.Client)
+		}
+		if a.Gen < h.Seq {
+			// An older copy (storage lag, or put back): not there yet.
+			continue
 		}
 		r := &ackRecord{Gen: h.Seq, Time: a.Time, Applied: a.Applied}
 		out[h.CID], changed[h.CID] = r, r

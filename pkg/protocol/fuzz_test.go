@@ -50,7 +50,7 @@ func unsafePath(p, goos string) string {
 		return "empty"
 	case strings.HasPrefix(p, "/"):
 		return "absolute"
-	case len(p) >= 2 && p[1] == ':':
+	case len(p) >= 2 && p[1] == ':' && ('a' <= p[0]|0x20 && p[0]|0x20 <= 'z'):
 		return "drive letter"
 	case strings.ContainsRune(p, '\\'):
 		return "backslash"

@@ -103,11 +103,8 @@ func ParseHead(base string) (Head, bool) {
 		h.Want = true
 		rest = rest[1:]
 	}
-	if len(rest) != 16 {
-		return Head{}, false
-	}
-	n, err := strconv.ParseUint(rest, 16, 64)
-	if err != nil {
+	n, ok := ParseSeqName(rest)
+	if !ok {
 		return Head{}, false
 	}
 	h.Seq = n
@@ -134,6 +131,12 @@ func ValidObjectID(s string) bool { return ValidCID(s) }
 func ParseSeqName(base string) (uint64, bool) {
 	if len(base) != 16 {
 		return 0, false
+	}
+	// Only the canonical form: lowercase, as written, so one number has one name.
+	for _, c := range base {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return 0, false
+		}
 	}
 	n, err := strconv.ParseUint(base, 16, 64)
 	return n, err == nil

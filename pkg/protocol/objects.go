@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"encoding/hex"
+	"math"
+	"path"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,6 +139,7 @@ func (m *Manifest) Validate(seq uint64, goos string) error {
 		}
 	}
 	seen := make(map[string]bool, len(m.Changes))
+	leaves := map[string]bool{} // paths this manifest makes files or symlinks
 	for i := range m.Changes {
 		c := &m.Changes[i]
 		if err := c.Validate(goos); err != nil {
@@ -146,6 +149,18 @@ func (m *Manifest) Validate(seq uint64, goos string) error {
 			return invalid("path %q appears twice", c.Path)
 		}
 		seen[c.Path] = true
+		if c.Kind != KindDelete {
+			leaves[c.Path] = true
+		}
+	}
+	// A path below another path of the same manifest that is a file or a
+	// symlink would be written through it: refuse the whole manifest.
+	for p := range leaves {
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if leaves[dir] {
+				return invalid("%q lies below %q, which the same update makes a file or symlink", p, dir)
+			}
+		}
 	}
 	return nil
 }
@@ -196,8 +211,14 @@ func (c *Change) validate(goos string, withData bool) error {
 	}
 	var total int64
 	for _, r := range c.Data {
-		if !ValidObjectID(r.Obj) || r.Off < 0 || r.Len < 0 || r.Size < 0 {
+		if !ValidObjectID(r.Obj) || r.Off < 0 || r.Len < 0 || r.Size < 0 || r.Len > math.MaxInt64-r.Off {
 			return invalid("%q: bad data reference", c.Path)
+		}
+		if r.Size > c.Size-total { // total never exceeds c.Size: no overflow
+			if r.Size <= math.MaxInt64-total {
+				return invalid("%q: data references hold %d bytes for a %d-byte file", c.Path, total+r.Size, c.Size)
+			}
+			return invalid("%q: data references hold more bytes than the %d-byte file", c.Path, c.Size)
 		}
 		total += r.Size
 	}
@@ -210,6 +231,7 @@ func (c *Change) validate(goos string, withData bool) error {
 // Acks is a puller's acknowledgements (PROTOCOL.md §8).
 type Acks struct {
 	V       int               `json:"v"`
+	Gen     uint64            `json:"gen"` // equals the generation of the client's ack head
 	Client  string            `json:"client"`
 	Time    time.Time         `json:"time"`
 	Applied map[string]uint64 `json:"applied"` // pusher id → last seq applied

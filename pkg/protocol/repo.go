@@ -181,34 +181,44 @@ func Open(ctx context.Context, relay *storage.Relay, wantEncrypted bool, creds C
 		if err != nil {
 			return nil, fmt.Errorf("list key slots: %w", err)
 		}
-		var lastErr error
+		var damaged, foreign []string
+		wrong := 0
 		for _, e := range entries {
 			if e.IsDir || !strings.HasSuffix(e.Name, ".age") {
 				continue
 			}
 			slot, err := getAll(ctx, relay, e.Name, maxKeySlot)
 			if err != nil {
-				lastErr = err
-				continue
+				return nil, fmt.Errorf("read key slot %s: %w", e.Name, err)
 			}
 			krs, err := envelope.Unwrap(slot, ids...)
-			if err != nil {
-				lastErr = err
+			switch {
+			case errors.Is(err, envelope.ErrWrongKey):
+				wrong++
+				continue
+			case err != nil:
+				damaged = append(damaged, fmt.Sprintf("%s (%v)", e.Name, err))
 				continue
 			}
 			if krs[0].RepoID != repoID {
-				// Left by a client that lost a race to create the repository.
-				lastErr = fmt.Errorf("key slot %s belongs to another repository", e.Name)
+				// Left by a client that lost a race to create the repository,
+				// or the marker or the slot was replaced.
+				foreign = append(foreign, e.Name)
 				continue
 			}
 			r.keys = krs
 			break
 		}
 		if r.keys == nil {
-			if lastErr == nil {
-				return nil, errors.New("the relay has no key slot: it is damaged; restore keys/ from a backup")
+			switch {
+			case len(damaged) > 0:
+				return nil, fmt.Errorf("no key slot opens with this key, and %d are damaged: %s; restore keys/ from a backup of the relay (if the passphrase or key is also wrong, fix it too)", len(damaged), strings.Join(damaged, "; "))
+			case len(foreign) > 0:
+				return nil, fmt.Errorf("key slot %s belongs to another repository than the one %s names: the relay's keys or its marker were replaced; restore them from a backup of the relay", strings.Join(foreign, ", "), MarkerName)
+			case wrong == 0:
+				return nil, errors.New("the relay has no key slot: it is damaged; restore keys/ from a backup of the relay")
 			}
-			return nil, fmt.Errorf("wrong passphrase or key for this repository: no key slot opens (%v)", lastErr)
+			return nil, fmt.Errorf("%w: no key slot of the relay opens with it; check passphrase_file, key_file or ESCALE_PASSPHRASE", envelope.ErrWrongKey)
 		}
 	}
 	r.setup()

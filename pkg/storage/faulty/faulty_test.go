@@ -254,3 +254,35 @@ func TestUnregisteredID(t *testing.T) {
 		t.Fatalf("open with an unregistered id: %v", err)
 	}
 }
+
+func TestWrapsAnyRemote(t *testing.T) {
+	inj := faulty.New()
+	bucket := fmt.Sprintf(":memory:faulty-%d", ids.Add(1))
+	spec, unregister := faulty.Register(fmt.Sprintf("mem-%d", ids.Add(1)), inj, bucket)
+	defer unregister()
+	ctx := context.Background()
+	r, err := storage.Open(ctx, spec, storage.WithBackoff(time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatalf("open %s: %v", spec, err)
+	}
+	defer r.Close()
+	inj.FailNext(1, faulty.Reset)
+	if _, err := r.Put(ctx, "clients/x/log/1", strings.NewReader("manifest"), 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, r, "clients/x/log/1"); got != "manifest" {
+		t.Fatalf("read back %q", got)
+	}
+	// The object is in the wrapped remote, not somewhere of the wrapper's own.
+	plain, err := storage.Open(ctx, bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if got := get(t, plain, "clients/x/log/1"); got != "manifest" {
+		t.Fatalf("the wrapped remote holds %q", got)
+	}
+	if inj.Count(faulty.OpPut) != 2 || len(inj.Injected()) != 1 {
+		t.Fatalf("puts %d, injected %v", inj.Count(faulty.OpPut), inj.Injected())
+	}
+}
