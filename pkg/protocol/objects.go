@@ -2,11 +2,11 @@ package protocol
 
 import (
 	"encoding/hex"
-	"math"
-	"path"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"path"
 	"time"
 
 	"github.com/escale-sync/escale/pkg/localfs"
