@@ -59,13 +59,9 @@ if [ ${#missing[@]} -eq 0 ] && unpacked; then
 	exit 0
 fi
 
-# Refresh the package lists only when apt cannot find a package we need.
-for p in "${missing[@]}" "${extract[@]}"; do
-	if ! apt-cache show "$p" >/dev/null 2>&1; then
-		apt-get update
-		break
-	fi
-done
+# Something must be installed: refresh the package lists first, since a
+# fresh machine's lists may be missing or point at versions long gone.
+apt-get update
 
 if [ ${#missing[@]} -gt 0 ]; then
 	# Keep maintainer scripts from starting the services while installing:
