@@ -13,6 +13,7 @@ var commandSet = []func() *cli.Command{
 	syncCommand,
 	relayCommand,
 	completionCommand,
+	accessCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

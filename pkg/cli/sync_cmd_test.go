@@ -118,3 +118,30 @@ func TestSyncOnceOverlapWaits(t *testing.T) {
 		t.Fatalf("overlapping run: exit %d\n%s", code, out)
 	}
 }
+
+func TestAccessCommand(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(w.root, "relay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf, folder := w.client("alpha", "words here")
+	secret := filepath.Join(folder, "secret.txt")
+	if err := os.WriteFile(secret, []byte("keep me here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runEscale(t, "--config", conf, "access", secret, "r-"); code != ExitOK || !strings.HasPrefix(out, "r-w+\tsecret.txt") {
+		t.Fatalf("set: exit %d %q %s", code, out, errOut)
+	}
+	if code, out, _ := runEscale(t, "--config", conf, "access", "--list"); code != ExitOK || !strings.Contains(out, "r-w+\tsecret.txt") {
+		t.Fatalf("list: exit %d %q", code, out)
+	}
+	if code, out, _ := runEscale(t, "--config", conf, "sync", "--once"); code != ExitOK || !strings.Contains(out, "pushed 0") {
+		t.Fatalf("an r- file was pushed: exit %d %q", code, out)
+	}
+	if code, _, errOut := runEscale(t, "--config", conf, "access", secret, "q+"); code != ExitError || !strings.Contains(errOut, "r+, r-, w+ or w-") {
+		t.Fatalf("bad modifiers: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := runEscale(t, "--config", conf, "access", "/etc/hostname"); code != ExitError || !strings.Contains(errOut, "no repository folder") {
+		t.Fatalf("outside file: exit %d %s", code, errOut)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/filter"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/storage"
 )
@@ -43,14 +44,20 @@ type client struct {
 }
 
 func (w *world) client(name string, tweak ...func(*Options)) *client {
+	w.t.Helper()
+	relay, err := storage.Open(context.Background(), w.relay)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return w.clientWithRelay(name, relay, tweak...)
+}
+
+// clientWithRelay is a client on any relay, e.g. a real server.
+func (w *world) clientWithRelay(name string, relay *storage.Relay, tweak ...func(*Options)) *client {
 	t := w.t
 	t.Helper()
 	dir := filepath.Join(w.root, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	relay, err := storage.Open(context.Background(), w.relay)
-	if err != nil {
 		t.Fatal(err)
 	}
 	opts := Options{
@@ -518,5 +525,74 @@ func TestLateJoinerGetsEverything(t *testing.T) {
 	b.round()
 	if left := w.relayData(); len(left) != 0 {
 		t.Fatalf("republished data stayed after gamma had it: %v", left)
+	}
+}
+
+func TestAccessModifiers(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	a.write("private.txt", "stays here", time.Time{})
+	a.write("shared.txt", "v1", time.Time{})
+	if err := SetAccess(a.e.DB(), "private.txt", Access{Read: false, Write: true}); err != nil {
+		t.Fatal(err)
+	}
+	a.round()
+	b.round()
+	if _, ok := b.read("private.txt"); ok {
+		t.Fatal("an r- file was pushed")
+	}
+	// w- on beta: alpha's edit does not overwrite beta's copy.
+	if err := SetAccess(b.e.DB(), "shared.txt", Access{Read: true, Write: false}); err != nil {
+		t.Fatal(err)
+	}
+	a.write("shared.txt", "v2", time.Time{})
+	a.round()
+	b.round()
+	if got, _ := b.read("shared.txt"); got != "v1" {
+		t.Fatalf("a w- file was overwritten: %q", got)
+	}
+	got, err := GetAccess(b.e.DB(), "shared.txt")
+	if err != nil || got.String() != "r+w-" {
+		t.Fatalf("access: %v %v", got, err)
+	}
+	if _, err := ParseModifiers(Access{}, "x+"); err == nil {
+		t.Fatal("bad modifiers accepted")
+	}
+}
+
+func TestFiltersAndConservative(t *testing.T) {
+	w := newWorld(t)
+	flt, err := filter.New(filter.Rules{Exclude: []string{"*.tmp"}, ExcludeDirs: []string{"cache"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := w.client("alpha", func(o *Options) { o.Filter = flt })
+	c := w.client("cons", func(o *Options) { o.Mode = Conservative })
+	a.write("keep.txt", "v1", time.Time{})
+	a.write("skip.tmp", "temp", time.Time{})
+	a.write("cache/x.bin", "cached", time.Time{})
+	c.write("mine.txt", "conservative's own", time.Time{})
+	a.round()
+	c.round()
+	a.round()
+	if _, ok := c.read("skip.tmp"); ok {
+		t.Fatal("an excluded file was synced")
+	}
+	if _, ok := c.read("cache/x.bin"); ok {
+		t.Fatal("a file in an excluded folder was synced")
+	}
+	if got, _ := a.read("mine.txt"); got != "conservative's own" {
+		t.Fatalf("the conservative client did not push: %q", got)
+	}
+	// A file the conservative client pulled is updated; one it wrote is not.
+	a.write("keep.txt", "v2", time.Time{})
+	a.write("mine.txt", "alpha overwrites", time.Time{})
+	a.round()
+	c.round()
+	if got, _ := c.read("keep.txt"); got != "v2" {
+		t.Fatalf("pulled file not updated on the conservative client: %q", got)
+	}
+	if got, _ := c.read("mine.txt"); got != "conservative's own" {
+		t.Fatalf("the conservative client's own file was overwritten: %q", got)
 	}
 }

@@ -294,6 +294,11 @@ func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) err
 	if e.opts.Filter != nil && !e.opts.Filter.Match(c.Path, false) {
 		return nil // not synced here
 	}
+	if a, err := GetAccess(e.db, c.Path); err != nil {
+		return err
+	} else if !a.Write {
+		return nil // w-: never written by a pull
+	}
 	st, err := e.loadState(c.Path)
 	if err != nil {
 		return err

@@ -88,6 +88,11 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	}
 	kept := changes[:0]
 	for _, lc := range changes {
+		if a, err := GetAccess(e.db, lc.path); err != nil {
+			return err
+		} else if !a.Read {
+			continue // r-: never pushed from here
+		}
 		if !utf8.ValidString(lc.path) {
 			// Manifests carry names as UTF-8 text: such a name would arrive
 			// mangled on the other side.
