@@ -14,6 +14,7 @@ var commandSet = []func() *cli.Command{
 	relayCommand,
 	completionCommand,
 	accessCommand,
+	statusCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

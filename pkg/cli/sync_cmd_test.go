@@ -145,3 +145,29 @@ func TestAccessCommand(t *testing.T) {
 		t.Fatalf("outside file: exit %d %s", code, errOut)
 	}
 }
+
+func TestStatusCommand(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(w.root, "relay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf, folder := w.client("alpha", "words here")
+	code, _, errOut := runEscale(t, "--config", conf, "status")
+	if code != ExitError || !strings.Contains(errOut, "never synced") {
+		t.Fatalf("before any round: exit %d %s", code, errOut)
+	}
+	if err := os.WriteFile(filepath.Join(folder, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := runEscale(t, "--config", conf, "sync", "--once"); code != ExitOK {
+		t.Fatalf("sync: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := runEscale(t, "--config", conf, "status")
+	if code != ExitOK || !strings.Contains(out, "r: not running") || !strings.Contains(out, "files:         1") || !strings.Contains(out, "1 of this client's updates waiting") {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runEscale(t, "--config", conf, "status", "--json")
+	if code != ExitOK || !strings.Contains(out, `"published": 1`) {
+		t.Fatalf("status --json: exit %d\n%s", code, out)
+	}
+}

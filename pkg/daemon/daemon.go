@@ -117,6 +117,7 @@ func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error)
 			}
 			defer e.Close()
 			out[i].Result, out[i].Err = e.Round(ctx)
+			writeStatus(cfg, e, out[i], 0, readPrev(cfg, r.Name))
 		}()
 	}
 	wg.Wait()
@@ -162,6 +163,7 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 	}
 	poll := newPoller(r.MinPoll, r.MaxPoll)
 	backoff := newPoller(r.MinPoll, max(r.MaxPoll, 10*time.Minute))
+	prev := readPrev(cfg, r.Name)
 	for ctx.Err() == nil {
 		var wait time.Duration
 		if e == nil {
@@ -169,6 +171,7 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			e, err = open(ctx, cfg, r, o)
 			if err != nil {
 				report(Outcome{Repo: r.Name, Err: err})
+				prev = writeStatus(cfg, nil, Outcome{Repo: r.Name, Err: err}, 0, prev)
 				log.Error("cannot start the repository; retrying", "err", err, "in", backoff.next(false))
 				sleep(ctx, backoff.current, nil)
 				continue
@@ -186,10 +189,19 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			backoff.reset()
 			wait = poll.next(res != nil && res.Busy())
 		}
+		prev = writeStatus(cfg, e, Outcome{Repo: r.Name, Result: res, Err: err}, wait, prev)
 		if sleep(ctx, wait, changes) {
 			poll.next(true) // local activity: poll the relay fast again
 		}
 	}
+}
+
+// readPrev is the last status snapshot, for its last success time.
+func readPrev(cfg *config.Config, repo string) *RepoStatus {
+	if st, err := ReadStatus(cfg, []string{repo}); err == nil && len(st) == 1 {
+		return st[0]
+	}
+	return nil
 }
 
 // poller doubles its interval while idle, from lo up to hi, and drops back

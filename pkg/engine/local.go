@@ -120,3 +120,5 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 	}
 	return lv, nil
 }
+
+func isConflictCopy(path string) bool { return localfs.IsConflictName(path) }
