@@ -92,6 +92,9 @@ type Engine struct {
 	peers map[string]*protocol.ClientInfo
 	// cleaned is set once this process removed its crash leftovers.
 	cleaned bool
+	// staged file states and wants, committed together by flushState.
+	staged      map[string]*fileState
+	stagedWants map[string]*wantItem
 }
 
 // Result is what one round did.

@@ -268,14 +268,13 @@ type wantItem struct {
 }
 
 // want records that path's content must be republished by holder.
+// It is staged with the file states (see saveState).
 func (e *Engine) want(p string, c *protocol.Change, holder string) error {
-	return e.db.Update(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketWants)
-		if err != nil {
-			return err
-		}
-		return putJSON(b, []byte(p), &wantItem{Hash: c.Hash, Holder: holder})
-	})
+	if e.stagedWants == nil {
+		e.stagedWants = map[string]*wantItem{}
+	}
+	e.stagedWants[p] = &wantItem{Hash: c.Hash, Holder: holder}
+	return nil
 }
 
 // publishWants writes the republish request when it changed.

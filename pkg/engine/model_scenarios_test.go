@@ -425,3 +425,32 @@ func TestModelDeltaToAPullerWithoutTheBase(t *testing.T) {
 	w.settle(10)
 	w.checkInvariants()
 }
+
+// A puller's acks object is rewritten in place under one name; an upload
+// cut in the middle (FTP, SFTP, WebDAV, a local folder) leaves it truncated,
+// and every pusher that reads it fails its whole round, until the puller
+// rewrites it (which, after a crash, it does not: see
+// TestModelCrashAtEveryPullCall). The same holds for clients/<cid>/info and
+// clients/<cid>/wants.
+func TestModelTruncatedAcksBlockOthers(t *testing.T) {
+	knownBug(t, "relaystate.go readAcks (and clients(), serveWants) return an error for another client's object that fails verification, failing the reader's round; PROTOCOL.md §5.1 says such an object is \"not there yet\". The single-name objects (acks, info, wants) are also overwritten in place, so a cut upload destroys the previous good version")
+	w := registered(t, shared("a", "b", "c"))
+	a, b, c := w.clients[0], w.clients[1], w.clients[2]
+	c.write("x", []byte("from c"), w.mtime(0))
+	c.mustRound()
+	b.mustRound() // takes it; acknowledgements, generation 1
+	a.write("p", []byte("from a"), w.mtime(0))
+	a.mustRound()
+	w.inj.Add(faulty.Rule{Op: faulty.OpPut, Name: "clients/*/acks", Times: 3, Fault: faulty.PartialPut})
+	if _, err := b.round(); err == nil {
+		t.Fatal("b's round succeeded although its acks could not be written")
+	}
+	w.inj.Disarm()
+	b.crash()
+	// c has not read b's generation 1 yet: it reads the object, now cut.
+	if _, err := c.round(); err != nil {
+		t.Fatalf("c's round fails because of b's cut upload: %v", err)
+	}
+	w.settle(10)
+	w.checkInvariants()
+}

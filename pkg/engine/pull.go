@@ -129,7 +129,12 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 // catchUp merges client cid's index when it covers the missing manifest
 // seq: every entry goes through the usual decision, and content this client
 // lacks is asked for (PROTOCOL.md §9).
-func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64) (uint64, bool, error) {
+func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64) (_ uint64, _ bool, err error) {
+	defer func() {
+		if ferr := p.e.flushState(); err == nil {
+			err = ferr
+		}
+	}()
 	root, entries, err := p.e.readIndex(ctx, cid)
 	if err != nil || root == nil || root.Seq < seq {
 		return 0, false, err
@@ -181,8 +186,13 @@ type puller struct {
 
 // manifest applies one manifest. done is false when it must be retried on a
 // later round (a local file changed meanwhile, data missing, mass delete).
-func (p *puller) manifest(ctx context.Context, f *fetcher, cid string, m *protocol.Manifest) (bool, error) {
+func (p *puller) manifest(ctx context.Context, f *fetcher, cid string, m *protocol.Manifest) (done bool, err error) {
 	f.setManifest(m)
+	defer func() {
+		if ferr := p.e.flushState(); err == nil {
+			err = ferr
+		}
+	}()
 	// Renamed files first, while their old path is still here to move; then
 	// deletions, so a folder that became a file (or the reverse) is out of
 	// the way; then the rest.
@@ -256,6 +266,9 @@ func incoming(c *protocol.Change) candidate {
 }
 
 func (e *Engine) loadState(path string) (*fileState, error) {
+	if st, ok := e.staged[path]; ok {
+		return st, nil
+	}
 	var st *fileState
 	err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketFiles)
@@ -272,20 +285,49 @@ func (e *Engine) loadState(path string) (*fileState, error) {
 	return st, err
 }
 
+// saveState stages the synced state of path; flushState commits what is
+// staged in one transaction (one fsync for a whole manifest, not one per
+// file). A crash before the flush is harmless: the update is not
+// acknowledged yet, so it is applied again, and the files already written
+// are recognised as holding its content.
 func (e *Engine) saveState(path string, st *fileState) error {
-	return e.db.Update(func(tx *state.Tx) error {
+	if e.staged == nil {
+		e.staged = map[string]*fileState{}
+	}
+	e.staged[path] = st
+	delete(e.stagedWants, path)
+	return nil
+}
+
+func (e *Engine) flushState() error {
+	if len(e.staged) == 0 && len(e.stagedWants) == 0 {
+		return nil
+	}
+	err := e.db.Update(func(tx *state.Tx) error {
 		bs, err := buckets(tx, bucketFiles, bucketDirty, bucketWants)
 		if err != nil {
 			return err
 		}
-		if err := putJSON(bs[0], []byte(path), st); err != nil {
-			return err
+		for path, st := range e.staged {
+			if err := putJSON(bs[0], []byte(path), st); err != nil {
+				return err
+			}
+			if err := bs[2].Delete([]byte(path)); err != nil {
+				return err
+			}
+			if err := bs[1].Put([]byte(path), nil); err != nil {
+				return err
+			}
 		}
-		if err := bs[2].Delete([]byte(path)); err != nil {
-			return err
+		for path, w := range e.stagedWants {
+			if err := putJSON(bs[2], []byte(path), w); err != nil {
+				return err
+			}
 		}
-		return bs[1].Put([]byte(path), nil)
+		return nil
 	})
+	e.staged, e.stagedWants = nil, nil
+	return err
 }
 
 // change decides and applies one incoming change.

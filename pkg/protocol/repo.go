@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -209,6 +210,9 @@ func Open(ctx context.Context, relay *storage.Relay, wantEncrypted bool, creds C
 			r.keys = krs
 			break
 		}
+		// A passphrase slot costs scrypt's 256 MiB once; give it back to
+		// the OS now rather than carry it for the life of a daemon.
+		debug.FreeOSMemory()
 		if r.keys == nil {
 			switch {
 			case len(damaged) > 0:
