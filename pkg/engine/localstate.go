@@ -108,3 +108,20 @@ func buckets(tx *state.Tx, names ...string) ([]*state.Bucket, error) {
 	}
 	return out, nil
 }
+
+// eachJSON calls fn with every record of a bucket, decoded, in key order.
+func eachJSON[T any](db *state.DB, bucket string, fn func(key string, v *T) error) error {
+	return db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, _ []byte) error {
+			var v T
+			if _, err := getJSON(b, k, &v); err != nil {
+				return err
+			}
+			return fn(string(k), &v)
+		})
+	})
+}

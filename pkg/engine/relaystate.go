@@ -218,19 +218,9 @@ func (e *Engine) relayUsage(ctx context.Context) (int64, error) {
 // has acknowledged (PROTOCOL.md §8).
 func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result) error {
 	var outs []outstanding
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketOut)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(nil, func(k, v []byte) error {
-			var o outstanding
-			if _, err := getJSON(b, k, &o); err != nil {
-				return err
-			}
-			outs = append(outs, o)
-			return nil
-		})
+	if err := eachJSON(e.db, bucketOut, func(_ string, o *outstanding) error {
+		outs = append(outs, *o)
+		return nil
 	}); err != nil || len(outs) == 0 {
 		return err
 	}
@@ -302,19 +292,9 @@ type ackRecord struct {
 // whose ack head moved since the last read.
 func (e *Engine) readAcks(ctx context.Context, heads []protocol.Head) (map[string]*ackRecord, error) {
 	out := map[string]*ackRecord{}
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketAcks)
-		if err != nil {
-			return err
-		}
-		return b.ForEach(nil, func(k, v []byte) error {
-			var r ackRecord
-			if _, err := getJSON(b, k, &r); err != nil {
-				return err
-			}
-			out[string(k)] = &r
-			return nil
-		})
+	if err := eachJSON(e.db, bucketAcks, func(cid string, r *ackRecord) error {
+		out[cid] = r
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -393,21 +373,11 @@ func (e *Engine) acknowledged(o outstanding, acks map[string]*ackRecord, now tim
 // this client writes under its prefix, so nothing else can be in flight.
 func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 	keep := map[string]bool{}
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketOut)
-		if err != nil {
-			return err
+	if err := eachJSON(e.db, bucketOut, func(_ string, o *outstanding) error {
+		for _, id := range o.Objects {
+			keep[id] = true
 		}
-		return b.ForEach(nil, func(k, v []byte) error {
-			var o outstanding
-			if _, err := getJSON(b, k, &o); err != nil {
-				return err
-			}
-			for _, id := range o.Objects {
-				keep[id] = true
-			}
-			return nil
-		})
+		return nil
 	}); err != nil {
 		return 0, err
 	}
