@@ -112,3 +112,11 @@ func TestEditDistanceAndSuggestion(t *testing.T) {
 		t.Errorf("closest(zzz) = %q, want no suggestion", got)
 	}
 }
+
+func TestHumanSize(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1536: "1.5 KiB", 64 << 20: "64.0 MiB", 3 << 30: "3.0 GiB"} {
+		if got := HumanSize(n); got != want {
+			t.Errorf("HumanSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

@@ -132,8 +132,8 @@ func runModel(t *testing.T, rt *rapid.T, base string, cfg modelConfig) {
 	specs[4].mode = rapid.SampledFrom([]Mode{Shared, Shared, Upload, Download, Conservative}).Draw(rt, "mode of c4")
 	w := newModelWorld(rt, root, specs)
 	w.lenientConservative = !cfg.conservativeKeeps
-	// Everyone registers first: a client that joins after data was collected
-	// needs the index and republishing, which are not written yet.
+	// Everyone registers first, so each is an expected puller of every
+	// update (late joiners are TestModelPullerCounts' and TestModelPullerTimeout's).
 	for _, c := range w.clients {
 		c.mustRound()
 	}

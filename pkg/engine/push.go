@@ -13,6 +13,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
@@ -402,7 +403,7 @@ func (p *pusher) fits(n int64) bool {
 	}
 	if !p.full {
 		p.full = true
-		p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("waiting for relay space: %s used of the %s quota; the rest is sent once other clients have pulled", humanBytes(p.usage), humanBytes(q)))
+		p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("waiting for relay space: %s used of the %s quota; the rest is sent once other clients have pulled", config.HumanSize(p.usage), config.HumanSize(q)))
 	}
 	return false
 }
@@ -490,15 +491,3 @@ func (pb *packBuilder) reset() {
 	pb.pending = pb.pending[:0]
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/storage"
 )
 
@@ -406,11 +407,11 @@ func (t *tester) big() error {
 	}
 	down := time.Since(start)
 	if n != size || !bytes.Equal(h2.Sum(nil), want) {
-		return fmt.Errorf("the %s object read back differs (%d bytes)", human(size), n)
+		return fmt.Errorf("the %s object read back differs (%d bytes)", config.HumanSize(size), n)
 	}
 	t.rep.UploadMBps = mbps(size, up)
 	t.rep.DownloadMBps = mbps(size, down)
-	t.rep.add("big object", Pass, "%s streamed and verified; upload %.1f MB/s, download %.1f MB/s", human(size), t.rep.UploadMBps, t.rep.DownloadMBps)
+	t.rep.add("big object", Pass, "%s streamed and verified; upload %.1f MB/s, download %.1f MB/s", config.HumanSize(size), t.rep.UploadMBps, t.rep.DownloadMBps)
 	return t.relay.Delete(t.ctx, name)
 }
 
@@ -443,7 +444,7 @@ func (t *tester) small() error {
 	gets := time.Since(start)
 	t.rep.SmallPutsPerSec = float64(n) / puts.Seconds()
 	t.rep.SmallGetsPerSec = float64(n) / gets.Seconds()
-	t.rep.add("small objects", Info, "%d × %s with %d in parallel: %.0f puts/s, %.0f gets/s", n, human(int64(t.opts.SmallSize)), t.opts.Parallel, t.rep.SmallPutsPerSec, t.rep.SmallGetsPerSec)
+	t.rep.add("small objects", Info, "%d × %s with %d in parallel: %.0f puts/s, %.0f gets/s", n, config.HumanSize(int64(t.opts.SmallSize)), t.opts.Parallel, t.rep.SmallPutsPerSec, t.rep.SmallGetsPerSec)
 	return nil
 }
 
@@ -582,24 +583,12 @@ func round(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
 
 func humanOr(n int64) string {
 	if n < 0 {
 		return "unknown"
 	}
-	return human(n)
+	return config.HumanSize(n)
 }
 
 func orNone(s []string) string {
