@@ -490,4 +490,3 @@ func (pb *packBuilder) reset() {
 	pb.buf.Reset()
 	pb.pending = pb.pending[:0]
 }
-

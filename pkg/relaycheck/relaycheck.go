@@ -583,7 +583,6 @@ func round(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-
 func humanOr(n int64) string {
 	if n < 0 {
 		return "unknown"
