@@ -6,7 +6,7 @@ LDFLAGS   := -X github.com/escale-sync/escale/pkg/version.Version=$(VERSION)
 # Tests must not pick up a developer's rclone settings.
 SCRUB     := env $(shell env | grep -o '^RCLONE_[A-Za-z0-9_]*' | sed 's/^/-u /')
 
-.PHONY: all build run test test-short vet fmt servers cross clean
+.PHONY: all build run test test-short lint vet bench cross clean
 
 all: build
 
@@ -29,15 +29,26 @@ vet:
 test: vet
 	$(SCRUB) $(GO) test -count=1 -timeout 25m ./...
 
-# Skips the slow servers and big objects; for the edit-compile loop.
+# No external server programs (rclone's in-process servers still run), no
+# big objects: for the edit-compile loop.
 test-short:
-	$(SCRUB) $(GO) test -short -count=1 ./...
+	ESCALE_NO_EXTERNAL_SERVERS=1 $(SCRUB) $(GO) test -short -count=1 ./...
 
-# Cross-compile the other platforms escale supports.
+# gofmt, go vet, and every package cross-compiled for the other platforms
+# escale supports, so portability never rots.
+lint: vet cross
+
+# Cross-compile every package (and the tests' code) for Windows and macOS.
 cross:
-	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/escale
-	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/escale
+	GOOS=windows GOARCH=amd64 $(GO) build ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./... >/dev/null
 	GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/escale
+
+# Micro-benchmarks of the hot paths (envelope, scan); the side-by-side
+# harness against the rclone floor is scripts/bench (to come).
+bench:
+	$(SCRUB) $(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/envelope/ ./pkg/scan/
 
 clean:
 	rm -rf bin

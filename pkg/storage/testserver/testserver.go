@@ -67,11 +67,24 @@ func starters() []starter {
 		{"rclone-ftp", startRcloneFTP},
 		{"rclone-sftp", startRcloneSFTP},
 		{"rclone-s3", startRcloneS3},
-		{"vsftpd", func(t testing.TB) (*Server, error) { return startVsftpd(t, false) }},
-		{"vsftpd-tls", func(t testing.TB) (*Server, error) { return startVsftpd(t, true) }},
-		{"pure-ftpd", startPureFTPd},
-		{"openssh", startOpenSSH},
-		{"apache-dav", startApacheDAV},
+		{"vsftpd", external(func(t testing.TB) (*Server, error) { return startVsftpd(t, false) })},
+		{"vsftpd-tls", external(func(t testing.TB) (*Server, error) { return startVsftpd(t, true) })},
+		{"pure-ftpd", external(startPureFTPd)},
+		{"openssh", external(startOpenSSH)},
+		{"apache-dav", external(startApacheDAV)},
+	}
+}
+
+// NoExternalEnv set to 1 leaves out the servers that run as separate
+// programs (make test-short), as if they were not installed.
+const NoExternalEnv = "ESCALE_NO_EXTERNAL_SERVERS"
+
+func external(start func(testing.TB) (*Server, error)) func(testing.TB) (*Server, error) {
+	return func(t testing.TB) (*Server, error) {
+		if os.Getenv(NoExternalEnv) == "1" {
+			return nil, fmt.Errorf("%w: %s=1", errMissing, NoExternalEnv)
+		}
+		return start(t)
 	}
 }
 
@@ -126,7 +139,7 @@ func RcloneS3(t testing.TB) *Server {
 // Vsftpd starts Debian's vsftpd; with tls it requires explicit FTPS.
 func Vsftpd(t testing.TB, tls bool) *Server {
 	t.Helper()
-	s, err := startVsftpd(t, tls)
+	s, err := external(func(t testing.TB) (*Server, error) { return startVsftpd(t, tls) })(t)
 	name := "vsftpd"
 	if tls {
 		name = "vsftpd-tls"
@@ -137,21 +150,21 @@ func Vsftpd(t testing.TB, tls bool) *Server {
 // PureFTPd starts pure-ftpd with a virtual user from its own PureDB.
 func PureFTPd(t testing.TB) *Server {
 	t.Helper()
-	s, err := startPureFTPd(t)
+	s, err := external(startPureFTPd)(t)
 	return must(t, "pure-ftpd", s, err)
 }
 
 // OpenSSH starts OpenSSH's sshd with key authentication and internal-sftp.
 func OpenSSH(t testing.TB) *Server {
 	t.Helper()
-	s, err := startOpenSSH(t)
+	s, err := external(startOpenSSH)(t)
 	return must(t, "openssh", s, err)
 }
 
 // ApacheDAV starts apache2 with mod_dav_fs behind basic auth.
 func ApacheDAV(t testing.TB) *Server {
 	t.Helper()
-	s, err := startApacheDAV(t)
+	s, err := external(startApacheDAV)(t)
 	return must(t, "apache-dav", s, err)
 }
 
