@@ -242,16 +242,6 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if err := e.checkOwnHeads(ctx, heads); err != nil {
 		return res, err
 	}
-	if !e.cleaned {
-		n, err := e.cleanOrphans(ctx)
-		if err != nil {
-			return res, err
-		}
-		if n > 0 {
-			e.log.Info("removed data left on the relay by an interrupted push", "objects", n)
-		}
-		e.cleaned = true
-	}
 	local, err := e.scanLocal(ctx)
 	if err != nil {
 		return res, err
@@ -275,6 +265,19 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
+	// After the push, which reused the chunks an interrupted push had
+	// uploaded, whatever no manifest refers to is a leftover.
+	if !e.cleaned {
+		n, err := e.cleanOrphans(ctx)
+		if err != nil {
+			return res, err
+		}
+		if n > 0 {
+			e.log.Info("removed data left on the relay by an interrupted push", "objects", n)
+		}
+		e.cleaned = true
+	}
+
 	if e.opts.Mode.pushes() {
 		if err := e.serveWants(ctx, heads, local, res); err != nil {
 			return res, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"sort"
 	"unicode/utf8"
 
@@ -78,6 +79,9 @@ type pusher struct {
 	pack    *packBuilder
 	usage   int64 // relay usage, for the quota
 	full    bool  // quota reached: the rest waits
+	// existing holds this client's data objects already on the relay (chunks
+	// of an interrupted push), listed once when a big file is pushed.
+	existing map[string]bool
 }
 
 // push publishes the local changes as one manifest: data, then the
@@ -444,6 +448,11 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		id := p.e.repo.ObjectID([]byte("chunk"), sum[:])
 		ref := protocol.Ref{Obj: id, Size: int64(chunk.Length), Hash: h}
 		total += int64(chunk.Length)
+		if !have[h] && p.onRelay(ctx, id) {
+			have[h] = true
+			p.objects = append(p.objects, id) // reused: now referenced, so kept
+			p.sizes = append(p.sizes, 0)
+		}
 		if !have[h] {
 			if !p.fits(int64(chunk.Length) + 4096) {
 				return nil
@@ -467,6 +476,23 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 	c.Data = refs
 	p.commit(*c, refs)
 	return nil
+}
+
+// onRelay reports whether this client's data object id is on the relay
+// already: chunks are named by content, so an interrupted push resumes
+// chunk by chunk.
+func (p *pusher) onRelay(ctx context.Context, id string) bool {
+	if p.existing == nil {
+		p.existing = map[string]bool{}
+		entries, err := p.e.relay.List(ctx, protocol.DataDir(p.e.cid))
+		if err != nil {
+			return false // uploading again is always safe
+		}
+		for _, en := range entries {
+			p.existing[path.Base(en.Name)] = true
+		}
+	}
+	return p.existing[id]
 }
 
 // packBuilder gathers small files into one pack.
