@@ -48,12 +48,11 @@ func registered(t *testing.T, specs []modelSpec) *modelWorld {
 }
 
 // Two updates of one path (here an edit, then a deletion) applied by one
-// round of a puller: the second is judged against the scan made before the
-// first was applied, looks like a local edit, loses nothing in the conflict
-// rules ("a modification beats a deletion") and is dropped, yet
-// acknowledged. The puller keeps the file forever.
+// round of a puller: the second must be judged against the folder as the
+// first left it, not against the scan made before the pull (where it would
+// look like a local edit, win as "a modification beats a deletion", and be
+// dropped, yet acknowledged).
 func TestModelSeveralUpdatesInOneRound(t *testing.T) {
-	knownBug(t, "pull.go puller.change judges every change against the localView scanned before the pull; after an earlier manifest of the same round changed the path, the stale entry reads as a local edit and the update is dropped")
 	w := registered(t, shared("a", "b"))
 	a, b := w.clients[0], w.clients[1]
 	a.write("p", []byte("one"), w.mtime(0))
@@ -324,9 +323,13 @@ func TestModelCrashAtEveryPullCall(t *testing.T) {
 	crashAtEveryCall(t, "pull")
 }
 
+// crashAtEveryCall: see TestModelCrashAtEveryPushCall.
 func crashAtEveryCall(t *testing.T, role string) {
 	for _, fault := range []faulty.Fault{faulty.Transient, faulty.PutThenFail, faulty.PartialPut} {
 		t.Run(fault.String(), func(t *testing.T) {
+			if role == "push" && fault == faulty.PartialPut {
+				knownBug(t, "see TestModelResumeReusesACutChunk")
+			}
 			step := 1
 			if testing.Short() {
 				step = 4
@@ -451,6 +454,27 @@ func TestModelTruncatedAcksBlockOthers(t *testing.T) {
 	if _, err := c.round(); err != nil {
 		t.Fatalf("c's round fails because of b's cut upload: %v", err)
 	}
+	w.settle(10)
+	w.checkInvariants()
+}
+
+// A push cut in the middle of a chunk's upload leaves a partial object on
+// storage without atomic writes (FTP, SFTP, WebDAV, a local folder). The
+// restarted pusher lists its data, takes the partial chunk for an uploaded
+// one and publishes it: every puller then fails its rounds on a chunk that
+// does not verify, and never gets the file.
+func TestModelResumeReusesACutChunk(t *testing.T) {
+	knownBug(t, "push.go pusher.onRelay (commit e5cd5cf) reuses any chunk listed under clients/<cid>/data, complete or not; and pull.go apply returns the verification failure of a data object as a round error instead of \"not there yet\" (PROTOCOL.md §5.1)")
+	w := registered(t, shared("a", "b"))
+	a := w.clients[0]
+	w.versions++
+	a.write("big.bin", w.content("big.bin", true, nil, 3), w.mtime(0))
+	w.inj.Add(faulty.Rule{Op: faulty.OpPut, Name: "clients/*/data/*", Fault: faulty.PartialPut})
+	if _, err := a.round(); err == nil {
+		t.Fatal("the push succeeded although a chunk upload was cut")
+	}
+	w.inj.Disarm()
+	a.crash()
 	w.settle(10)
 	w.checkInvariants()
 }

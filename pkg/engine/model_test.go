@@ -29,9 +29,9 @@ type modelConfig struct {
 	// changed ones travel (TestModelDeltaToAPullerWithoutTheBase).
 	deltas bool
 	// deletes: deletions and renames (a tombstone each); past: mtimes older
-	// than the logical clock. Both reach the engine bugs of
-	// TestModelSeveralUpdatesInOneRound, TestModelConflictWithSkewedLocalEdit
-	// and TestModelDeleteVersusOlderConcurrentEdit.
+	// than the logical clock. They reach the engine bugs of
+	// TestModelDeleteVersusOlderConcurrentEdit and
+	// TestModelConflictWithSkewedLocalEdit.
 	deletes, past bool
 	// lagAtRestart: a client restarted after a crash may still find its
 	// last uploads missing from listings (the engine bug of
@@ -88,7 +88,7 @@ func modelRapidDefaults(t *testing.T, checks int) {
 // empties and that no temp file shows. Rerun a failure with the -rapid.seed
 // it prints.
 func TestModelRandomHistories(t *testing.T) {
-	knownBug(t, "its histories hit the bugs of TestModelSeveralUpdatesInOneRound, TestModelOrphanHiddenByListingLag, TestModelConflictWithSkewedLocalEdit, TestModelDeleteVersusOlderConcurrentEdit, TestModelDeltaToAPullerWithoutTheBase, TestModelTruncatedAcksBlockOthers, TestModelConservativeKeepsItsOwnFile and TestModelCrashAtEveryPullCall")
+	knownBug(t, "its histories hit the bugs of TestModelOrphanHiddenByListingLag, TestModelConflictWithSkewedLocalEdit, TestModelDeleteVersusOlderConcurrentEdit, TestModelDeltaToAPullerWithoutTheBase, TestModelTruncatedAcksBlockOthers, TestModelResumeReusesACutChunk, TestModelConservativeKeepsItsOwnFile and TestModelCrashAtEveryPullCall")
 	modelRapidDefaults(t, 20)
 	base := t.TempDir()
 	rapid.Check(t, func(rt *rapid.T) { runModel(t, rt, base, fullModel) })
@@ -96,11 +96,12 @@ func TestModelRandomHistories(t *testing.T) {
 
 // TestModelRandomEdits is TestModelRandomHistories without what reaches
 // the known engine bugs: deletions, renames and mtimes in the past
-// (TestModelSeveralUpdatesInOneRound, TestModelConflictWithSkewedLocalEdit,
-// TestModelDeleteVersusOlderConcurrentEdit), big files edited in place
+// (TestModelDeleteVersusOlderConcurrentEdit,
+// TestModelConflictWithSkewedLocalEdit), big files edited in place
 // (TestModelDeltaToAPullerWithoutTheBase), a listing still lagging when a
 // crashed client restarts (TestModelOrphanHiddenByListingLag), uploads cut
-// in the middle (TestModelTruncatedAcksBlockOthers); the conservative
+// in the middle (TestModelTruncatedAcksBlockOthers,
+// TestModelResumeReusesACutChunk); the conservative
 // client's promise is not checked (TestModelConservativeKeepsItsOwnFile),
 // and a last change from two clients makes lost acknowledgements be sent
 // again (TestModelCrashAtEveryPullCall).

@@ -63,10 +63,17 @@ func initLocked(opts Options) error {
 	}
 	bridge.setTarget(opts.Logger)
 	ci := fs.GetConfig(context.Background())
-	ci.LogLevel = rcloneLogLevel(opts.Logger)
+	// rclone reads these globals from its own goroutines without locks:
+	// write them only when they change (a repeated Init in tests or a
+	// reload must not race with a transfer in flight).
+	if level := rcloneLogLevel(opts.Logger); ci.LogLevel != level {
+		ci.LogLevel = level
+	}
 	// A daemon has no terminal: an encrypted rclone.conf needs RCLONE_CONFIG_PASS
 	// or a password command, never a prompt.
-	ci.AskPassword = false
+	if ci.AskPassword {
+		ci.AskPassword = false
+	}
 
 	if err := config.SetConfigPath(path); err != nil {
 		initErr = fmt.Errorf("rclone config path %q: %w", path, err)

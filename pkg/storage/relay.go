@@ -59,6 +59,11 @@ func Open(ctx context.Context, spec string, o ...OpenOption) (*Relay, error) {
 	ci.LowLevelRetries = 1     // escale retries; rclone's pacer must not multiply them
 	ci.UseServerModTime = true // mtime from the listing, not a HEAD per object (s3, swift)
 	ci.AskPassword = false
+	// rclone's connection idle timeout (5 min by default) must not outlast
+	// escale's own deadline: some backends (sftp) ignore the context once a
+	// request is in flight, and only an idle connection times out.
+	ci.Timeout = fs.Duration(cfg.timeout)
+	ci.ConnectTimeout = fs.Duration(min(cfg.timeout, time.Minute))
 	r := &Relay{spec: rs, cfg: cfg, cfgCtx: cfgCtx, condCtx: cfgCtx}
 
 	err = r.do(ctx, call{op: op, name: rs.display, timeout: cfg.timeout}, func(actx context.Context) error {
