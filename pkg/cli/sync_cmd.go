@@ -24,6 +24,7 @@ func syncCommand() *cli.Command {
 			&cli.BoolFlag{Name: "once", Usage: "run one full round (pull and push) per repository and exit"},
 			&cli.StringSliceFlag{Name: "repo", Usage: "only this repository (repeatable)"},
 			&cli.BoolFlag{Name: "allow-mass-delete", Usage: "let this run delete more than max_delete percent of the files"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "say what one round would do, and change nothing (implies --once)"},
 		},
 		Action: runSync,
 	}
@@ -37,8 +38,8 @@ func runSync(c *cli.Context) error {
 	defer ev.close()
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	o := daemon.Options{Repos: c.StringSlice("repo"), AllowMassDelete: c.Bool("allow-mass-delete"), Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter}
-	if !c.Bool("once") {
+	o := daemon.Options{Repos: c.StringSlice("repo"), AllowMassDelete: c.Bool("allow-mass-delete"), DryRun: c.Bool("dry-run"), Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter}
+	if !c.Bool("once") && !o.DryRun {
 		ev.log.Info("escale sync started", "config", ev.cfg.File)
 		// systemd (Type=notify): ready once running, status per round, watchdog.
 		n := daemon.NewNotifier(os.Getenv)
@@ -73,6 +74,16 @@ func onceSummary(c *cli.Context, outs []daemon.Outcome) error {
 			fmt.Fprintf(c.App.ErrWriter, "%s: error: %v\n", o.Repo, o.Err)
 			failed = append(failed, o.Repo)
 			code = ExitError
+		case len(o.Result.Plan) > 0 || c.Bool("dry-run"):
+			for _, p := range o.Result.Plan {
+				fmt.Fprintf(c.App.Writer, "%s: would %s\n", o.Repo, p)
+			}
+			if len(o.Result.Plan) == 0 {
+				fmt.Fprintf(c.App.Writer, "%s: nothing to do\n", o.Repo)
+			}
+			for _, w := range o.Result.Waiting {
+				fmt.Fprintf(c.App.Writer, "%s: waiting: %s\n", o.Repo, w)
+			}
 		default:
 			r := o.Result
 			fmt.Fprintf(c.App.Writer, "%s: pulled %d, deleted %d, pushed %d, conflicts %d, %d bytes up, %d down\n", o.Repo, r.Pulled, r.Deleted, r.Pushed, r.Conflicts, r.BytesUp, r.BytesDown)

@@ -171,3 +171,56 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status --json: exit %d\n%s", code, out)
 	}
 }
+
+func TestSyncDryRunChangesNothing(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	relay := filepath.Join(w.root, "relay")
+	if err := os.MkdirAll(relay, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alphaConf, alpha := w.client("alpha", "same words")
+	betaConf, beta := w.client("beta", "same words")
+	// Against an empty relay a dry run says the real run creates it.
+	if code, _, errOut := runEscale(t, "--config", alphaConf, "sync", "--dry-run"); code != ExitError || !strings.Contains(errOut, "first real run creates it") {
+		t.Fatalf("dry run on an empty relay: exit %d %s", code, errOut)
+	}
+	if entries, _ := os.ReadDir(relay); len(entries) != 0 {
+		t.Fatal("a dry run wrote to the relay")
+	}
+	if err := os.WriteFile(filepath.Join(alpha, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runEscale(t, "--config", alphaConf, "sync", "--once")
+	if err := os.WriteFile(filepath.Join(alpha, "b.txt"), []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runEscale(t, "--config", alphaConf, "sync", "--dry-run")
+	if code != ExitOK || !strings.Contains(out, "would push new b.txt") {
+		t.Fatalf("alpha dry run: exit %d\n%s%s", code, out, errOut)
+	}
+	runEscale(t, "--config", betaConf, "sync", "--once") // registers beta, pulls a.txt
+	os.Remove(filepath.Join(beta, "a.txt"))
+	before := snapshot(t, w.root)
+	code, out, _ = runEscale(t, "--config", betaConf, "sync", "--dry-run")
+	if code != ExitOK || !strings.Contains(out, "would push deletion of a.txt") {
+		t.Fatalf("beta dry run: exit %d\n%s", code, out)
+	}
+	if after := snapshot(t, w.root); after != before {
+		t.Fatalf("a dry run changed files:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// snapshot lists the relay and the folders (not the state databases, whose
+// hash cache a dry run may refresh).
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || strings.Contains(p, "/state/") {
+			return nil
+		}
+		fmt.Fprintf(&b, "%s:%d:%d ", strings.TrimPrefix(p, root), fi.Size(), fi.ModTime().UnixNano())
+		return nil
+	})
+	return b.String()
+}

@@ -27,6 +27,7 @@ import (
 type Options struct {
 	Repos           []string // names to run; empty: all
 	AllowMassDelete bool
+	DryRun          bool // rounds say what they would do and change nothing
 	Logger          *slog.Logger
 	Getenv          func(string) string
 	TTY             *os.File  // for a passphrase prompt; nil: never prompt
@@ -84,7 +85,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
-		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete,
+		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun,
 		IndexBy: r.Index.Kind, IndexN: r.Index.N,
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,
@@ -117,7 +118,9 @@ func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error)
 			}
 			defer e.Close()
 			out[i].Result, out[i].Err = e.Round(ctx)
-			writeStatus(cfg, e, out[i], 0, readPrev(cfg, r.Name))
+			if !o.DryRun {
+				writeStatus(cfg, e, out[i], 0, readPrev(cfg, r.Name))
+			}
 		}()
 	}
 	wg.Wait()

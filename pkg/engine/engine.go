@@ -50,6 +50,7 @@ type Options struct {
 	MaxPackSize     int64         // 0: DefaultMaxPackSize
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
+	DryRun          bool          // rounds only say what they would do (Result.Plan)
 	Filter          *filter.Filter
 	// IndexBy and IndexN page the relay index: "hash" with N pages, or
 	// "topdir" keeping paths that share their first N folders on one page.
@@ -108,6 +109,7 @@ type Result struct {
 	Collected   int      // relay objects deleted because every puller has them
 	Waiting     []string // what holds this repository back (exit code 2)
 	Problems    []string // per-file problems that did not stop the round
+	Plan        []string // with DryRun: what the round would do
 	RemoteHeads int      // other clients seen
 }
 
@@ -197,6 +199,9 @@ func (e *Engine) openRepo(ctx context.Context) error {
 		return err
 	}
 	repo, err := protocol.Open(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials)
+	if errors.Is(err, protocol.ErrNoRepository) && e.opts.DryRun {
+		return fmt.Errorf("the relay %s holds no repository yet; the first real run creates it (a dry run changes nothing)", e.relay)
+	}
 	if errors.Is(err, protocol.ErrNoRepository) {
 		if known != "" {
 			return fmt.Errorf("the relay %s is empty but this client synced repository %s there: the relay was wiped or the configuration points elsewhere; nothing was changed locally (run `escale repair` to rebuild the relay from this client)", e.relay, known)
@@ -217,6 +222,9 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	e.repo = repo
 	e.cid = repo.CID(e.opts.Client)
 	e.chunk = newChunkParams(repo.NameKey())
+	if e.opts.DryRun {
+		return nil
+	}
 	return e.db.Update(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
@@ -231,6 +239,9 @@ func (e *Engine) openRepo(ctx context.Context) error {
 
 // Round runs one full sync round: scan, pull, push, collect.
 func (e *Engine) Round(ctx context.Context) (*Result, error) {
+	if e.opts.DryRun {
+		return e.dryRound(ctx)
+	}
 	res := &Result{}
 	if err := e.register(ctx); err != nil {
 		return res, err
