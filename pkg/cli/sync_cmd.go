@@ -46,7 +46,7 @@ func runSync(c *cli.Context) error {
 		_ = n.Send("READY=1\nSTATUS=syncing")
 		go n.Watchdog(ctx)
 		defer n.Send("STOPPING=1")
-		return daemon.Run(ctx, ev.cfg, o, func(out daemon.Outcome) {
+		report := func(out daemon.Outcome) {
 			switch {
 			case out.Err != nil:
 				_ = n.Send("STATUS=" + out.Repo + ": " + out.Err.Error())
@@ -55,7 +55,36 @@ func runSync(c *cli.Context) error {
 				ev.log.Info("round done", "repo", out.Repo, "pulled", r.Pulled, "deleted", r.Deleted, "pushed", r.Pushed, "conflicts", r.Conflicts, "up", r.BytesUp, "down", r.BytesDown)
 				_ = n.Send(fmt.Sprintf("STATUS=%s: pulled %d, pushed %d", out.Repo, r.Pulled, r.Pushed))
 			}
-		})
+		}
+		// SIGHUP reloads the configuration: the repositories stop cleanly
+		// and start again with the new settings. A configuration that does
+		// not load keeps the old one running.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		cfg := ev.cfg
+		for {
+			runCtx, stopRun := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- daemon.Run(runCtx, cfg, o, report) }()
+			select {
+			case err := <-done:
+				stopRun()
+				return err
+			case <-hup:
+				_ = n.Send("RELOADING=1")
+				stopRun()
+				<-done
+				next, err := loadConfig(c)
+				if err != nil {
+					ev.log.Error("configuration reload failed; keeping the previous one", "err", err)
+				} else {
+					cfg = next
+					ev.log.Info("configuration reloaded", "config", cfg.File)
+				}
+				_ = n.Send("READY=1")
+			}
+		}
 	}
 	outs, err := daemon.Once(ctx, ev.cfg, o)
 	if err != nil {
