@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -152,3 +153,22 @@ func TestInterruptedRunCleansUp(t *testing.T) {
 		t.Fatalf("left %d entries", len(entries))
 	}
 }
+
+func TestBadCredentialsIsOneClearSentence(t *testing.T) {
+	srv := testserver.RcloneWebDAV(t)
+	// A valid obscured password that is not the server's.
+	bad := regexp.MustCompile(`(,pass=)[^,:]+`).ReplaceAllString(srv.Spec, "${1}"+wrongObscured)
+	if bad == srv.Spec {
+		t.Fatalf("no password in %s", srv.Spec)
+	}
+	_, err := Run(context.Background(), bad, small())
+	if err == nil || !strings.Contains(err.Error(), "refused the credentials") {
+		t.Fatalf("bad credentials: %v", err)
+	}
+	if strings.Contains(err.Error(), wrongObscured) {
+		t.Fatalf("the message shows the password: %v", err)
+	}
+}
+
+// wrongObscured is "wrong password" obscured the way rclone.conf stores it.
+const wrongObscured = "n9corO4NtMCLK9giQils6-9b6JMGPE1GgmNVpuIV"
