@@ -417,7 +417,9 @@ func TestHeadsTampered(t *testing.T) {
 			s.b.ok() // applies update 2
 			tp.remove(head(s.a, 2))
 			tp.put(head(s.a, 1), nil)
-		}, true, []string{"rolled back", "update 1", "applied update 2"}, false},
+			// Only the heads: the manifests show nothing was lost, which a
+			// lagging listing cannot be told from. It waits, applies nothing.
+		}, false, []string{"rolled back", "update 1", "update 2 applied here"}, false},
 		{"bumped-past-the-log", func(s *headScene, tp *tamper) {
 			tp.remove(head(s.a, 2))
 			tp.put(head(s.a, 7), nil)

@@ -44,9 +44,15 @@ func newChunkParams(nameKey [32]byte) *chunkParams {
 	return &chunkParams{pol: pol}
 }
 
-func (p *chunkParams) new(r io.Reader) *chunker.Chunker {
-	c := chunker.NewWithBoundaries(r, p.pol, chunkMin, chunkMax)
-	c.SetAverageBits(chunkAvgBits)
+// new chunks r; maxSize below chunkMax (a small quota: PROTOCOL.md §12)
+// shrinks the chunks, keeping the boundaries' proportions.
+func (p *chunkParams) new(r io.Reader, maxSize int64) *chunker.Chunker {
+	lo, hi, bits := uint(chunkMin), uint(chunkMax), chunkAvgBits
+	for maxSize > 0 && int64(hi) > maxSize && lo > 4096 {
+		lo, hi, bits = lo/2, hi/2, bits-1
+	}
+	c := chunker.NewWithBoundaries(r, p.pol, lo, hi)
+	c.SetAverageBits(bits)
 	return c
 }
 

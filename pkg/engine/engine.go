@@ -93,6 +93,8 @@ type Engine struct {
 	peers map[string]*protocol.ClientInfo
 	// cleaned is set once this process removed its crash leftovers.
 	cleaned bool
+	// res is the result of the round in progress, for problem().
+	res *Result
 	// staged file states and wants, committed together by flushState.
 	staged      map[string]*fileState
 	stagedWants map[string]*wantItem
@@ -243,6 +245,8 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 		return e.dryRound(ctx)
 	}
 	res := &Result{}
+	e.res = res
+	defer func() { e.res = nil }()
 	if err := e.register(ctx); err != nil {
 		return res, err
 	}
@@ -260,6 +264,9 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if e.opts.Mode.pulls() {
 		pulled, err := e.pull(ctx, heads, local, res)
 		if err != nil {
+			return res, err
+		}
+		if err := e.writeAcksIfDue(ctx); err != nil {
 			return res, err
 		}
 		if pulled {

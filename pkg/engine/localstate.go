@@ -20,6 +20,7 @@ const (
 	bucketPage  = "bypage"   // "<page>/<path>": the paths of each index page
 	bucketWants = "wants"    // path → wantItem: content this client asked to be republished
 	bucketSeenW = "wantseen" // client id → want generation already served
+	bucketChunk = "chunks"   // chunk id → stored size, once its upload completed
 )
 
 // fileState is what a path looked like when it was last synced, in either
@@ -123,5 +124,49 @@ func eachJSON[T any](db *state.DB, bucket string, fn func(key string, v *T) erro
 			}
 			return fn(string(k), &v)
 		})
+	})
+}
+
+// noteChunk records a completed chunk upload, for resuming a cut push.
+func (e *Engine) noteChunk(id string, size int64) error {
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketChunk)
+		if err != nil {
+			return err
+		}
+		return putU64(b, id, uint64(size))
+	})
+}
+
+// chunkUploaded is the stored size of a completed chunk upload, 0 if none.
+func (e *Engine) chunkUploaded(id string) (int64, error) {
+	var n uint64
+	err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketChunk)
+		if err != nil {
+			return err
+		}
+		n = getU64(b, id)
+		return nil
+	})
+	return int64(n), err
+}
+
+// forgetChunks drops the records of chunks no longer on the relay.
+func (e *Engine) forgetChunks(ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketChunk)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := b.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }

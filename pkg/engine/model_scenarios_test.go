@@ -90,7 +90,7 @@ func TestModelOrphanHiddenByListingLag(t *testing.T) {
 // page) is best effort and never retried: one failed delete leaves it on
 // the relay forever, and every idle poll lists it.
 func TestModelStaleMetadataAfterFailedDelete(t *testing.T) {
-	knownBug(t, "push.go publish, relaystate.go writeAcks and index.go publishIndex delete the previous generation with `_ = e.relay.Delete` and never retry; writeAcks also bumps ackgen before its write, so after a failed ack head the next round deletes a gen that never existed")
+
 	w := registered(t, shared("a", "b"))
 	a, b := w.clients[0], w.clients[1]
 	w.strictStale = true
@@ -129,7 +129,7 @@ func TestModelConflictWithSkewedLocalEdit(t *testing.T) {
 // A conservative client never overwrites a file its user wrote, even when
 // a concurrent version from another client wins the conflict rules.
 func TestModelConservativeKeepsItsOwnFile(t *testing.T) {
-	knownBug(t, "pull.go puller.change: the `st concurrent with incoming` case comes before the conservative rule (\"a file this client wrote itself is never overwritten\"), so a winning concurrent version moves the conservative client's own file to a conflict copy and replaces it")
+
 	w := registered(t, []modelSpec{{name: "cons", mode: Conservative}, {name: "s1", mode: Shared}, {name: "s2", mode: Shared}})
 	cons, s1 := w.clients[0], w.clients[1]
 	cons.write("p", []byte("conservative's"), w.mtime(0))
@@ -245,7 +245,7 @@ func TestModelQuotaSmallerThanData(t *testing.T) {
 // A file with chunks bigger than the quota can still be sent: chunks are
 // never bigger than half the quota (PROTOCOL.md §12).
 func TestModelQuotaSmallerThanAChunk(t *testing.T) {
-	knownBug(t, "push.go addBig cuts chunks of up to chunkMax (4 MiB) whatever the quota; a chunk that does not fit under the quota waits forever (PROTOCOL.md §12: never bigger than half the quota)")
+	knownBug(t, "chunks are now at most half the quota, but a FILE bigger than the free quota still waits forever: its chunks are only published with the whole file, so no puller can consume them and free space (needs partial-file manifests, PROTOCOL.md §12)")
 	const quota = 3 << 20
 	specs := shared("a", "b")
 	for i := range specs {
@@ -319,7 +319,6 @@ func TestModelCrashAtEveryPushCall(t *testing.T) { crashAtEveryCall(t, "push") }
 
 // TestModelCrashAtEveryPushCall for a puller's round.
 func TestModelCrashAtEveryPullCall(t *testing.T) {
-	knownBug(t, "pull.go pull() stores the applied seqs, then writeAcks; when the acks write fails, the next rounds find nothing new to apply (`!changed && !p.acked`) and never rewrite them, so the pusher never collects (and there is no ack heartbeat, PROTOCOL.md §8)")
 	crashAtEveryCall(t, "pull")
 }
 
@@ -327,9 +326,6 @@ func TestModelCrashAtEveryPullCall(t *testing.T) {
 func crashAtEveryCall(t *testing.T, role string) {
 	for _, fault := range []faulty.Fault{faulty.Transient, faulty.PutThenFail, faulty.PartialPut} {
 		t.Run(fault.String(), func(t *testing.T) {
-			if role == "push" && fault == faulty.PartialPut {
-				knownBug(t, "see TestModelResumeReusesACutChunk")
-			}
 			step := 1
 			if testing.Short() {
 				step = 4
@@ -436,7 +432,7 @@ func TestModelDeltaToAPullerWithoutTheBase(t *testing.T) {
 // TestModelCrashAtEveryPullCall). The same holds for clients/<cid>/info and
 // clients/<cid>/wants.
 func TestModelTruncatedAcksBlockOthers(t *testing.T) {
-	knownBug(t, "relaystate.go readAcks (and clients(), serveWants) return an error for another client's object that fails verification, failing the reader's round; PROTOCOL.md §5.1 says such an object is \"not there yet\". The single-name objects (acks, info, wants) are also overwritten in place, so a cut upload destroys the previous good version")
+
 	w := registered(t, shared("a", "b", "c"))
 	a, b, c := w.clients[0], w.clients[1], w.clients[2]
 	c.write("x", []byte("from c"), w.mtime(0))
@@ -464,7 +460,7 @@ func TestModelTruncatedAcksBlockOthers(t *testing.T) {
 // one and publishes it: every puller then fails its rounds on a chunk that
 // does not verify, and never gets the file.
 func TestModelResumeReusesACutChunk(t *testing.T) {
-	knownBug(t, "push.go pusher.onRelay (commit e5cd5cf) reuses any chunk listed under clients/<cid>/data, complete or not; and pull.go apply returns the verification failure of a data object as a round error instead of \"not there yet\" (PROTOCOL.md §5.1)")
+
 	w := registered(t, shared("a", "b"))
 	a := w.clients[0]
 	w.versions++

@@ -50,7 +50,17 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 	cids := make([]string, 0, len(latest))
 	for cid, seq := range latest {
 		if seq < applied[cid] {
-			return false, fmt.Errorf("the relay shows client %s at update %d, but this client already applied update %d from it: the relay was rolled back or tampered with; nothing was applied (restore the relay, or run `escale repair`)", cid, seq, applied[cid])
+			rolledBack, err := e.rolledBack(ctx, cid, applied[cid])
+			if err != nil {
+				return false, err
+			}
+			if rolledBack {
+				return false, fmt.Errorf("the relay shows client %s at update %d, but this client already applied update %d from it: the relay was rolled back or tampered with; nothing was applied (restore the relay, or run `escale repair`)", cid, seq, applied[cid])
+			}
+			// A listing that lags behind, with an old head left over (or only
+			// the heads rolled back): nothing to apply, nothing lost.
+			res.Waiting = append(res.Waiting, fmt.Sprintf("the relay's listing shows client %s at update %d, behind update %d applied here: a lagging listing, or its heads were rolled back", cid, seq, applied[cid]))
+			continue
 		}
 		if seq > applied[cid] {
 			cids = append(cids, cid)
@@ -109,21 +119,41 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 	if err := e.folder.Sync(); err != nil {
 		return changed, err
 	}
+	// The acks go out in the same round (Round calls writeAcks); the dirty
+	// mark makes a failed ack write retried by later rounds.
 	if err := e.db.Update(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketPeers)
+		bs, err := buckets(tx, bucketPeers, bucketMeta)
 		if err != nil {
 			return err
 		}
 		for cid, seq := range applied {
-			if err := putU64(b, cid, seq); err != nil {
+			if err := putU64(bs[0], cid, seq); err != nil {
 				return err
 			}
 		}
-		return nil
+		return putU64(bs[1], "ackdirty", 1)
 	}); err != nil {
 		return changed, err
 	}
-	return changed, e.writeAcks(ctx)
+	return changed, nil
+}
+
+// rolledBack tells a relay rolled back from a listing that lags: after a
+// rollback neither the last applied manifest of cid nor an index covering
+// it is on the relay (both are read by name or from the index's own folder).
+func (e *Engine) rolledBack(ctx context.Context, cid string, applied uint64) (bool, error) {
+	_, err := e.relay.Stat(ctx, protocol.ManifestName(cid, applied))
+	if err == nil {
+		return false, nil
+	}
+	if !errors.Is(err, storage.ErrNotFound) {
+		return false, err
+	}
+	root, _, err := e.readIndex(ctx, cid)
+	if err != nil {
+		return false, err
+	}
+	return root == nil || root.Seq < applied, nil
 }
 
 // catchUp merges client cid's index when it covers the missing manifest
@@ -374,6 +404,8 @@ func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) err
 			}
 			conflictCopy = le != nil
 		}
+	case e.opts.Mode == Conservative && le != nil && st != nil && !st.Pulled:
+		return nil // a file this client wrote itself is never overwritten
 	case st != nil && protocol.Compare(c.Version, st.Version) == protocol.Concurrent:
 		if le != nil && sameContent(c, le) {
 			return p.adopt(c, st, le)
@@ -383,8 +415,6 @@ func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) err
 			return nil
 		}
 		conflictCopy = st.By == me && le != nil && e.opts.Mode != Download
-	case e.opts.Mode == Conservative && le != nil && st != nil && !st.Pulled:
-		return nil // a file this client wrote itself is never overwritten
 	}
 	if conflictCopy {
 		if err := p.conflictCopy(c.Path, le); err != nil {

@@ -81,7 +81,7 @@ type pusher struct {
 	full    bool  // quota reached: the rest waits
 	// existing holds this client's data objects already on the relay (chunks
 	// of an interrupted push), listed once when a big file is pushed.
-	existing map[string]bool
+	existing map[string]int64 // id → stored size
 }
 
 // push publishes the local changes as one manifest: data, then the
@@ -431,7 +431,11 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		}
 	}
 	whole := blake3.New()
-	ch := p.e.chunk.new(io.TeeReader(f, whole))
+	var limit int64
+	if p.e.opts.Quota > 0 {
+		limit = p.e.opts.Quota / 2
+	}
+	ch := p.e.chunk.new(io.TeeReader(f, whole), limit)
 	buf := make([]byte, chunkMax)
 	var refs []protocol.Ref
 	var total int64
@@ -448,7 +452,7 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		id := p.e.repo.ObjectID([]byte("chunk"), sum[:])
 		ref := protocol.Ref{Obj: id, Size: int64(chunk.Length), Hash: h}
 		total += int64(chunk.Length)
-		if !have[h] && p.onRelay(ctx, id) {
+		if !have[h] && p.onRelay(ctx, id, int64(chunk.Length)) {
 			have[h] = true
 			p.objects = append(p.objects, id) // reused: now referenced, so kept
 			p.sizes = append(p.sizes, 0)
@@ -467,6 +471,9 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 			}
 			have[h] = true
 			p.uploaded(id, n)
+			if err := p.e.noteChunk(id, n); err != nil {
+				return err
+			}
 		}
 		refs = append(refs, ref)
 	}
@@ -478,21 +485,28 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 	return nil
 }
 
-// onRelay reports whether this client's data object id is on the relay
-// already: chunks are named by content, so an interrupted push resumes
-// chunk by chunk.
-func (p *pusher) onRelay(ctx context.Context, id string) bool {
+// onRelay reports whether this client's chunk id is on the relay already,
+// complete: chunks are named by content, so an interrupted push resumes
+// chunk by chunk. Only chunks whose upload finished (noted in the local
+// state) count, and only if the relay still has them at that size: a cut
+// upload may have left a truncated object under the name.
+func (p *pusher) onRelay(ctx context.Context, id string, plain int64) bool {
 	if p.existing == nil {
-		p.existing = map[string]bool{}
+		p.existing = map[string]int64{}
 		entries, err := p.e.relay.List(ctx, protocol.DataDir(p.e.cid))
 		if err != nil {
 			return false // uploading again is always safe
 		}
 		for _, en := range entries {
-			p.existing[path.Base(en.Name)] = true
+			p.existing[path.Base(en.Name)] = en.Size
 		}
 	}
-	return p.existing[id]
+	size, listed := p.existing[id]
+	if !listed {
+		return false
+	}
+	done, err := p.e.chunkUploaded(id)
+	return err == nil && done > 0 && done == size
 }
 
 // packBuilder gathers small files into one pack.

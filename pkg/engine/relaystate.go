@@ -56,6 +56,7 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 	}); err != nil {
 		return err
 	}
+	e.dropOldHeads(ctx, heads)
 	for _, h := range heads {
 		if h.CID != e.cid || !h.Manifest() || h.Seq <= seq {
 			continue
@@ -111,24 +112,44 @@ func (e *Engine) recoverPublish(ctx context.Context, seq uint64) error {
 	})
 }
 
+// writeAcksIfDue publishes the acknowledgements when they changed (or a
+// previous write failed), and at least every puller_timeout/30 as a
+// heartbeat, so pushers know this puller is alive (PROTOCOL.md §8).
+func (e *Engine) writeAcksIfDue(ctx context.Context) error {
+	var dirty, last uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		dirty, last = getU64(b, "ackdirty"), getU64(b, "acktime")
+		return nil
+	}); err != nil {
+		return err
+	}
+	heartbeat := e.opts.PullerTimeout / 30
+	if dirty == 0 && (last == 0 || e.opts.Now().Sub(time.Unix(0, int64(last))) < heartbeat) {
+		return nil
+	}
+	return e.writeAcks(ctx)
+}
+
 // writeAcks publishes what this client has applied, then bumps its ack head
-// so pushers know to look.
+// so pushers know to look; only then is the new generation recorded, so a
+// failed write is simply done again.
 func (e *Engine) writeAcks(ctx context.Context) error {
 	acks := protocol.Acks{V: protocol.Version, Client: e.opts.Client, Time: e.opts.Now().UTC(), Applied: map[string]uint64{}}
 	var gen uint64
-	if err := e.db.Update(func(tx *state.Tx) error {
+	if err := e.db.View(func(tx *state.Tx) error {
 		bs, err := buckets(tx, bucketPeers, bucketMeta)
 		if err != nil {
 			return err
 		}
-		if err := bs[0].ForEach(nil, func(k, v []byte) error {
+		gen = getU64(bs[1], "ackgen") + 1
+		return bs[0].ForEach(nil, func(k, v []byte) error {
 			acks.Applied[string(k)] = getU64(bs[0], string(k))
 			return nil
-		}); err != nil {
-			return err
-		}
-		gen = getU64(bs[1], "ackgen") + 1
-		return putU64(bs[1], "ackgen", gen)
+		})
 	}); err != nil {
 		return err
 	}
@@ -142,7 +163,19 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 	if gen > 1 {
 		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: gen - 1, Ack: true}.Name())
 	}
-	return nil
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if err := putU64(b, "ackgen", gen); err != nil {
+			return err
+		}
+		if err := putU64(b, "acktime", uint64(acks.Time.UnixNano())); err != nil {
+			return err
+		}
+		return putU64(b, "ackdirty", 0)
+	})
 }
 
 // clients lists the registered clients, reading records not seen before.
@@ -164,6 +197,8 @@ func (e *Engine) clients(ctx context.Context) (map[string]*protocol.ClientInfo, 
 			if errors.Is(err, storage.ErrNotFound) {
 				continue // registering right now
 			}
+			// An unreadable record stops the push: without it the expected
+			// pullers would be wrong and data could leave too early.
 			if err != nil {
 				return nil, fmt.Errorf("client record %s: %w", protocol.InfoName(cid), err)
 			}
@@ -252,6 +287,7 @@ func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result
 			}
 		}
 	}
+	var gone []string
 	for _, o := range done {
 		for _, id := range o.Objects {
 			if pending[id] {
@@ -260,12 +296,16 @@ func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result
 			if err := e.relay.Delete(ctx, protocol.DataName(e.cid, id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return fmt.Errorf("collect: %w", err)
 			}
+			gone = append(gone, id)
 			res.Collected++
 		}
 		if err := e.relay.Delete(ctx, protocol.ManifestName(e.cid, o.Seq)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return fmt.Errorf("collect: %w", err)
 		}
 		res.Collected++
+	}
+	if err := e.forgetChunks(gone); err != nil {
+		return err
 	}
 	return e.db.Update(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketOut)
@@ -309,6 +349,12 @@ func (e *Engine) readAcks(ctx context.Context, heads []protocol.Head) (map[strin
 		var a protocol.Acks
 		err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.AcksName(h.CID), protocol.MaxSmallObj, &a)
 		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if notThereYet(err) {
+			// Overwritten in place: a cut upload or a damaged copy. Data
+			// simply stays until a good copy arrives (PROTOCOL.md §5.1).
+			e.problem(fmt.Sprintf("%v; treated as not there yet", err))
 			continue
 		}
 		if err != nil {
@@ -386,6 +432,7 @@ func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("list own data: %w", err)
 	}
 	n := 0
+	var gone []string
 	for _, en := range entries {
 		if en.IsDir || keep[path.Base(en.Name)] {
 			continue
@@ -393,7 +440,42 @@ func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 		if err := e.relay.Delete(ctx, en.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return n, fmt.Errorf("delete orphan %s: %w", en.Name, err)
 		}
+		gone = append(gone, path.Base(en.Name))
 		n++
 	}
-	return n, nil
+	return n, e.forgetChunks(gone)
+}
+
+// notThereYet reports a small object, overwritten in place (acks, client
+// records, republish requests), that fails verification: a cut upload or a
+// damaged copy, to be treated as absent rather than stop the round.
+func notThereYet(err error) bool {
+	var ve *envelope.VerifyError
+	return errors.As(err, &ve) || errors.Is(err, protocol.ErrInvalid)
+}
+
+// problem reports something wrong on the relay that does not stop the round
+// (Result.Problems, and the log).
+func (e *Engine) problem(msg string) {
+	e.log.Warn(msg)
+	if e.res != nil {
+		e.res.Problems = append(e.res.Problems, msg)
+	}
+}
+
+// dropOldHeads deletes this client's superseded markers that an earlier
+// delete left behind (a failed call is only retried here, next round).
+func (e *Engine) dropOldHeads(ctx context.Context, heads []protocol.Head) {
+	newest := map[[2]bool]uint64{}
+	for _, h := range heads {
+		if h.CID == e.cid {
+			k := [2]bool{h.Ack, h.Want}
+			newest[k] = max(newest[k], h.Seq)
+		}
+	}
+	for _, h := range heads {
+		if h.CID == e.cid && h.Seq < newest[[2]bool{h.Ack, h.Want}] {
+			_ = e.relay.Delete(ctx, h.Name())
+		}
+	}
 }
