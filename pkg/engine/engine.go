@@ -292,6 +292,7 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 		}
 		if n > 0 {
 			e.log.Info("removed data left on the relay by an interrupted push", "objects", n)
+			res.Collected += n
 		}
 		e.cleaned = true
 	}

@@ -273,6 +273,12 @@ func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result
 	if len(done) == 0 {
 		return nil
 	}
+	if len(done) == len(outs) {
+		// Everything of ours is collected: the next round checks data/ for
+		// leftovers again (one listing), in case a lagging listing hid some
+		// when this process started.
+		e.cleaned = false
+	}
 	// Objects still referenced by a pending manifest stay (a chunk can be
 	// reused by a later version).
 	pending := map[string]bool{}
