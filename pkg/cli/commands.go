@@ -15,6 +15,7 @@ var commandSet = []func() *cli.Command{
 	completionCommand,
 	accessCommand,
 	statusCommand,
+	lsCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

@@ -224,3 +224,30 @@ func snapshot(t *testing.T, root string) string {
 	})
 	return b.String()
 }
+
+func TestLsShowsClientsDecrypted(t *testing.T) {
+	w := &syncWorld{t: t, root: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(w.root, "relay"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	alphaConf, alpha := w.client("alpha", "same words")
+	betaConf, _ := w.client("beta", "same words")
+	runEscale(t, "--config", betaConf, "sync", "--once")
+	if err := os.WriteFile(filepath.Join(alpha, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runEscale(t, "--config", alphaConf, "sync", "--once")
+	code, out, errOut := runEscale(t, "--config", alphaConf, "ls")
+	if code != ExitOK || !strings.Contains(out, "alpha   shared  1        1") || !strings.Contains(out, "beta") {
+		t.Fatalf("ls: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runEscale(t, "--config", alphaConf, "ls", "--json")
+	if code != ExitOK || !strings.Contains(out, `"name": "alpha"`) || !strings.Contains(out, `"updates_on_relay": 1`) {
+		t.Fatalf("ls --json: exit %d\n%s", code, out)
+	}
+	// A wrong key cannot name the clients: a clear error.
+	gammaConf, _ := w.client("gamma", "other words")
+	if code, _, errOut := runEscale(t, "--config", gammaConf, "ls"); code != ExitError || !strings.Contains(errOut, "wrong passphrase") {
+		t.Fatalf("ls with a wrong key: exit %d %s", code, errOut)
+	}
+}
