@@ -18,11 +18,13 @@ import (
 	"github.com/escale-sync/escale/pkg/protocol"
 )
 
-// Chunking of big files (PROTOCOL.md §7): 256 KiB to 4 MiB, 1 MiB on average.
+// Chunking of big files (PROTOCOL.md §7): 256 KiB to 2 MiB, about 768 KiB
+// on average. The cap bounds what a small change re-sends: at worst the two
+// chunks around it, so a 1 MiB change costs at most about 5 MiB.
 const (
 	chunkMin     = 256 << 10
-	chunkMax     = 4 << 20
-	chunkAvgBits = 20
+	chunkMax     = 2 << 20
+	chunkAvgBits = 19
 )
 
 // chunkParams holds the repository's secret chunker polynomial: derived

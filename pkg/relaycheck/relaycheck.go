@@ -465,8 +465,21 @@ func (t *tester) cleanup(ctx context.Context) bool {
 	if err := t.relay.Purge(ctx, t.dir); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return false
 	}
-	entries, err := t.relay.List(ctx, t.dir)
-	return err == nil && len(entries) == 0
+	// Listings may lag behind the deletes (bucket stores, caching servers):
+	// look again for a while before calling the folder left behind.
+	for i := 0; ; i++ {
+		entries, err := t.relay.List(ctx, t.dir)
+		if err == nil && len(entries) == 0 {
+			return true
+		}
+		if i == 20 || ctx.Err() != nil {
+			return false
+		}
+		if err == nil && i == 10 {
+			_ = t.relay.Purge(ctx, t.dir) // and delete again what showed up late
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // Explain turns a storage failure into the one sentence a user needs: what is
