@@ -131,7 +131,10 @@ func TestFaultReadResumes(t *testing.T) {
 	eachProxied(t, func(t *testing.T, p *testserver.Proxied) {
 		const size, cut = 4 << 20, 3 << 19
 		data := randomBytes(3, size)
-		r := openRelay(t, p.Spec, quickBackoff)
+		// More tries than the default: after a cut, rclone's sftp pool may
+		// hand out connections the proxy already killed, and each costs a
+		// try before a fresh one is dialled.
+		r := openRelay(t, p.Spec, quickBackoff, storage.WithRetries(12))
 		if _, err := r.Put(context.Background(), "big", bytes.NewReader(data), size); err != nil {
 			t.Fatalf("put: %v", err)
 		}
