@@ -93,6 +93,8 @@ type Engine struct {
 	peers map[string]*protocol.ClientInfo
 	// cleaned is set once this process removed its crash leftovers.
 	cleaned bool
+	// scanned counts what the last scan found, for Status.
+	scanned struct{ files, conflicts int }
 	// res is the result of the round in progress, for problem().
 	res *Result
 	// staged file states and wants, committed together by flushState.

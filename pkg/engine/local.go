@@ -113,6 +113,12 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", e.opts.Path, err)
 	}
+	e.scanned.files, e.scanned.conflicts = len(lv.entries), 0
+	for p := range lv.entries {
+		if isConflictCopy(p) {
+			e.scanned.conflicts++
+		}
+	}
 	lv.uncertain = append(lv.uncertain, st.Unstable...)
 	for _, pe := range st.Errors {
 		lv.uncertain = append(lv.uncertain, pe.Path)
