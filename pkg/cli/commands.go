@@ -16,6 +16,8 @@ var commandSet = []func() *cli.Command{
 	accessCommand,
 	statusCommand,
 	lsCommand,
+	importConfigCommand,
+	backupCommand, restoreCommand, migrateCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

@@ -108,11 +108,11 @@ func printConfig(w io.Writer, cfg *config.Config, keys []config.KeySource) error
 			{"key_file", quote(r.KeyFile), zeroNote(r.KeyFile == "", "not set")},
 			{"index", quote(idx), zeroNote(idx == "auto", "chosen by escale")},
 			{"max_pack_size", size(r.MaxPackSize), ""},
-			{"include", list(r.Include), zeroNote(len(r.Include) == 0, "every file")},
-			{"exclude", list(r.Exclude), zeroNote(len(r.Exclude) == 0, "no file")},
-			{"include_dirs", list(r.IncludeDirs), zeroNote(len(r.IncludeDirs) == 0, "every folder")},
-			{"exclude_dirs", list(r.ExcludeDirs), zeroNote(len(r.ExcludeDirs) == 0, "no folder")},
-			{"extensions", list(r.Extensions), zeroNote(len(r.Extensions) == 0, "any")},
+			{"include", config.TOMLList(r.Include), zeroNote(len(r.Include) == 0, "every file")},
+			{"exclude", config.TOMLList(r.Exclude), zeroNote(len(r.Exclude) == 0, "no file")},
+			{"include_dirs", config.TOMLList(r.IncludeDirs), zeroNote(len(r.IncludeDirs) == 0, "every folder")},
+			{"exclude_dirs", config.TOMLList(r.ExcludeDirs), zeroNote(len(r.ExcludeDirs) == 0, "no folder")},
+			{"extensions", config.TOMLList(r.Extensions), zeroNote(len(r.Extensions) == 0, "any")},
 			{"min_poll", quote(config.FormatDuration(r.MinPoll)), ""},
 			{"max_poll", quote(config.FormatDuration(r.MaxPoll)), ""},
 			{"lock_timeout", quote(config.FormatDuration(r.LockTimeout)), ""},
@@ -196,31 +196,6 @@ func keyNote(k config.KeySource) string {
 }
 
 // quote writes s as a TOML basic string.
-func quote(s string) string {
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case r < 0x20 || r == 0x7f:
-			fmt.Fprintf(&b, `\u%04X`, r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-func list(l []string) string {
-	q := make([]string, len(l))
-	for i, s := range l {
-		q[i] = quote(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
-}
 
 func plural(n int, word string) string {
 	if n == 1 {
@@ -235,3 +210,6 @@ func them(n int) string {
 	}
 	return "them"
 }
+
+// quote writes s as a TOML string (see config.QuoteTOML).
+func quote(s string) string { return config.QuoteTOML(s) }

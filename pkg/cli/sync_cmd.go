@@ -56,6 +56,14 @@ func runSync(c *cli.Context) error {
 				_ = n.Send(fmt.Sprintf("STATUS=%s: pulled %d, pushed %d", out.Repo, r.Pulled, r.Pushed))
 			}
 		}
+		// The metrics endpoint lives as long as the process, across reloads,
+		// so counters are not reset by a SIGHUP.
+		m, _, err := daemon.ServeMetrics(ctx, ev.cfg, ev.log)
+		if err != nil {
+			return withCode(ExitError, err)
+		}
+		o.Metrics = m
+		served := ev.cfg.MetricsAddress
 		// SIGHUP reloads the configuration: the repositories stop cleanly
 		// and start again with the new settings. A configuration that does
 		// not load keeps the old one running.
@@ -79,6 +87,9 @@ func runSync(c *cli.Context) error {
 				if err != nil {
 					ev.log.Error("configuration reload failed; keeping the previous one", "err", err)
 				} else {
+					if next.MetricsAddress != served {
+						ev.log.Warn("metrics_address changed; restart escale to serve metrics at the new address", "serving", served)
+					}
 					cfg = next
 					ev.log.Info("configuration reloaded", "config", cfg.File)
 				}

@@ -54,6 +54,19 @@ type Config struct {
 	LogRotate LogRotate `json:"log_rotate"`
 	// MetricsAddress is the host:port that serves Prometheus metrics; "" = off.
 	MetricsAddress string `json:"metrics_address"`
+	// SMTPServer is the host:port mail to a repository's maintainer goes
+	// through; default localhost:25 (a local MTA, as the original used).
+	// Port 465 means implicit TLS; otherwise STARTTLS is used when offered.
+	SMTPServer string `json:"smtp_server"`
+	// SMTPFrom is the sender of alert mail; default escale@<host name>.
+	SMTPFrom string `json:"smtp_from"`
+	// SMTPUser and SMTPPasswordFile authenticate to SMTPServer; both or
+	// neither. The password file's first line is the password.
+	SMTPUser         string `json:"smtp_user,omitempty"`
+	SMTPPasswordFile string `json:"smtp_password_file,omitempty"`
+	// AlertInterval is the least time between two mails about one
+	// repository; default 1h; 0 = no limit.
+	AlertInterval time.Duration `json:"-"`
 	// Repositories are the [repository.NAME] tables, sorted by name.
 	Repositories []Repository `json:"repositories"`
 	// Warnings are doubts that do not stop escale, such as an ESCALE_
@@ -166,6 +179,12 @@ type Repository struct {
 	// MaxDelete is the percentage of files one round may delete before it
 	// stops and asks (0..100; 100 turns the guard off); default 50.
 	MaxDelete int `json:"max_delete"`
+	// OnError is a shell command run when the repository starts failing,
+	// when its error changes, and when it recovers; "" = none.
+	OnError string `json:"on_error,omitempty"`
+	// Maintainer is the address (or comma-separated addresses) mailed on
+	// the same events; "" = no mail.
+	Maintainer string `json:"maintainer,omitempty"`
 
 	origin map[string]string
 }
@@ -191,6 +210,11 @@ const (
 	DefaultLogLevel      = "info"
 	DefaultLogRotateSize = 10_000_000
 	DefaultLogRotateKeep = 5
+	// DefaultSMTPServer is a local MTA, as the original escale assumed.
+	DefaultSMTPServer = "localhost:25"
+	// DefaultAlertInterval: a failing repository mails at most once an
+	// hour, so a flapping relay does not flood the maintainer.
+	DefaultAlertInterval = time.Hour
 )
 
 // LoadOptions are the inputs of the configuration search, injectable so

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -43,6 +44,38 @@ func (d *decoder) global(cfg *Config, key string, v any) {
 		}
 	case "log_rotate":
 		d.logRotate(cfg, key, v)
+	case "smtp_server":
+		if s, ok := d.str(key, v, `a mail server as host:port, e.g. "mail.example.org:587"`); ok {
+			if addr, ok := smtpAddress(s); ok {
+				cfg.SMTPServer = addr
+			} else {
+				d.add(key, `%q is not a mail server address; write host:port, e.g. "localhost:25" or "mail.example.org:587"`, s)
+			}
+		}
+	case "smtp_from":
+		if s, ok := d.str(key, v, `an email address such as "escale@example.org"`); ok && strings.TrimSpace(s) != "" {
+			if _, err := mail.ParseAddress(s); err != nil {
+				d.add(key, `%q is not an email address (%v); write it like "escale@example.org"`, s, err)
+				return
+			}
+			cfg.SMTPFrom = strings.TrimSpace(s)
+		}
+	case "smtp_user":
+		if s, ok := d.str(key, v, `the mail account's user name`); ok {
+			cfg.SMTPUser = strings.TrimSpace(s)
+		}
+	case "smtp_password_file":
+		if p, ok := d.path(key, v, "the file holding the mail account's password", true); ok {
+			cfg.SMTPPasswordFile = p
+		}
+	case "alert_interval":
+		if t, ok := d.duration(key, v); ok {
+			if t < 0 {
+				d.add(key, "must not be negative; %s (0 mails on every failure)", durationHint)
+				return
+			}
+			cfg.AlertInterval = t
+		}
 	case "metrics_address":
 		if s, ok := d.str(key, v, `a listening address such as "127.0.0.1:9090"`); ok && s != "" {
 			if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port) {
@@ -52,6 +85,25 @@ func (d *decoder) global(cfg *Config, key string, v any) {
 			cfg.MetricsAddress = s
 		}
 	}
+}
+
+// smtpAddress reads host:port, or a bare host meaning port 25.
+func smtpAddress(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", false
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if strings.Contains(s, ":") && !strings.HasPrefix(s, "[") {
+			return "", false
+		}
+		host, port = strings.Trim(s, "[]"), "25"
+	}
+	if host == "" || strings.ContainsAny(host, "/ ") || !validPort(port) || port == "0" {
+		return "", false
+	}
+	return net.JoinHostPort(host, port), true
 }
 
 func validPort(p string) bool {
@@ -135,6 +187,7 @@ func (d *decoder) globalDefaults(cfg *Config) {
 			cfg.origin[k] = "default"
 		}
 	}
+	d.alertDefaults(cfg)
 	if cfg.StateDir != "" {
 		return
 	}
@@ -154,6 +207,28 @@ func (d *decoder) globalDefaults(cfg *Config) {
 		return
 	}
 	d.add("state_dir", "missing, and no default can be chosen because the home folder is unknown; set state_dir")
+}
+
+// alertDefaults fills the mail sender and checks the SMTP account keys,
+// which only make sense together.
+func (d *decoder) alertDefaults(cfg *Config) {
+	if cfg.SMTPFrom == "" {
+		host, err := d.opts.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		from := "escale@" + host
+		if _, err := mail.ParseAddress(from); err != nil {
+			from = "escale@localhost"
+		}
+		cfg.SMTPFrom = from
+	}
+	switch {
+	case cfg.SMTPUser != "" && cfg.SMTPPasswordFile == "":
+		d.add("smtp_user", "is set but smtp_password_file is not; set smtp_password_file to a file holding the password, or remove smtp_user")
+	case cfg.SMTPUser == "" && cfg.SMTPPasswordFile != "":
+		d.add("smtp_password_file", "is set but smtp_user is not; set smtp_user to the mail account's name, or remove smtp_password_file")
+	}
 }
 
 // envWarnings flags ESCALE_ variables that look like misspelt or

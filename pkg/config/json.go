@@ -33,3 +33,12 @@ func (l LogRotate) MarshalJSON() ([]byte, error) {
 		MaxAge string `json:"max_age"`
 	}{plain(l), FormatDuration(l.MaxAge)})
 }
+
+// MarshalJSON writes c with alert_interval as a string.
+func (c Config) MarshalJSON() ([]byte, error) {
+	type plain Config
+	return json.Marshal(struct {
+		plain
+		AlertInterval string `json:"alert_interval"`
+	}{plain(c), FormatDuration(c.AlertInterval)})
+}

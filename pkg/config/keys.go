@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"path"
 	"regexp"
 	"sort"
@@ -13,7 +14,8 @@ import (
 
 // globalKeys are the keys that only exist at the top level; each can be
 // overridden by ESCALE_<KEY> in the environment.
-var globalKeys = []string{"state_dir", "rclone_config", "log_file", "log_level", "log_rotate", "metrics_address"}
+var globalKeys = []string{"state_dir", "rclone_config", "log_file", "log_level", "log_rotate", "metrics_address",
+	"smtp_server", "smtp_from", "smtp_user", "smtp_password_file", "alert_interval"}
 
 // repoOnlyKeys name one repository's own folders, so a top-level default
 // for them would make every repository collide.
@@ -133,6 +135,20 @@ var repoFields = map[string]repoField{
 	"min_poll":     durField(func(r *Repository) *time.Duration { return &r.MinPoll }),
 	"max_poll":     durField(func(r *Repository) *time.Duration { return &r.MaxPoll }),
 	"lock_timeout": durField(func(r *Repository) *time.Duration { return &r.LockTimeout }),
+	"on_error": func(d *decoder, key string, v any, r *Repository) {
+		if s, ok := d.str(key, v, `a shell command such as "notify-send escale \"$ESCALE_ERROR\""`); ok {
+			r.OnError = strings.TrimSpace(s)
+		}
+	},
+	"maintainer": func(d *decoder, key string, v any, r *Repository) {
+		if s, ok := d.str(key, v, `an email address such as "admin@example.org"`); ok {
+			if err := checkAddresses(s); err != nil {
+				d.add(key, "%v", err)
+				return
+			}
+			r.Maintainer = strings.TrimSpace(s)
+		}
+	},
 	"max_delete": func(d *decoder, key string, v any, r *Repository) {
 		if n, ok := d.int(key, v, "a percentage from 0 to 100"); ok {
 			if n < 0 || n > 100 {
@@ -198,6 +214,17 @@ func checkPattern(p string) error {
 	}
 	if _, err := path.Match(p, ""); err != nil {
 		return fmt.Errorf("%q is not a valid glob (%v); check its brackets and escapes", p, err)
+	}
+	return nil
+}
+
+// checkAddresses accepts one address or a comma-separated list; "" means none.
+func checkAddresses(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	if _, err := mail.ParseAddressList(s); err != nil {
+		return fmt.Errorf(`%q is not an email address (%v); write it like "admin@example.org", several separated by commas`, s, err)
 	}
 	return nil
 }

@@ -14,10 +14,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/escale-sync/escale/pkg/alert"
 	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/engine"
 	"github.com/escale-sync/escale/pkg/filter"
 	"github.com/escale-sync/escale/pkg/localfs"
+	"github.com/escale-sync/escale/pkg/metrics"
 	"github.com/escale-sync/escale/pkg/state"
 	"github.com/escale-sync/escale/pkg/storage"
 	"github.com/escale-sync/escale/pkg/watch"
@@ -32,6 +34,11 @@ type Options struct {
 	Getenv          func(string) string
 	TTY             *os.File  // for a passphrase prompt; nil: never prompt
 	Prompt          io.Writer // where the prompt is written
+	// Metrics receives every round's figures; nil: none (see ServeMetrics).
+	Metrics *metrics.Metrics
+
+	// alerts runs on_error and mails maintainers; set by Run and Once.
+	alerts *alert.Notifier
 }
 
 // Outcome of one repository's round.
@@ -81,7 +88,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 	if err != nil {
 		return nil, err
 	}
-	return engine.New(ctx, relay, engine.Options{
+	e, err := engine.New(ctx, relay, engine.Options{
 		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
@@ -90,6 +97,10 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,
 	})
+	if err == nil && !o.DryRun {
+		cleanTemps(cfg, r, o.Logger)
+	}
+	return e, err
 }
 
 // Once runs one round of each selected repository, concurrently.
@@ -99,6 +110,11 @@ func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error)
 		return nil, err
 	}
 	out := make([]Outcome, len(repos))
+	if !o.DryRun {
+		o.alerts = newAlerts(cfg, o.Logger)
+		// A cron run must not exit before its alert is delivered.
+		defer o.alerts.Wait()
+	}
 	var wg sync.WaitGroup
 	for i, r := range repos {
 		wg.Add(1)
@@ -114,12 +130,15 @@ func Once(ctx context.Context, cfg *config.Config, o Options) ([]Outcome, error)
 			}
 			if err != nil {
 				out[i].Err = err
+				o.observe(r, out[i], 0, nil, 0)
 				return
 			}
 			defer e.Close()
+			start := time.Now()
 			out[i].Result, out[i].Err = e.Round(ctx)
 			if !o.DryRun {
-				writeStatus(cfg, e, out[i], 0, readPrev(cfg, r.Name))
+				st := writeStatus(cfg, e, out[i], 0, readPrev(cfg, r.Name))
+				o.observe(r, out[i], time.Since(start), st, 0)
 			}
 		}()
 	}
@@ -135,8 +154,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options, report func(Outcome
 	if err != nil {
 		return err
 	}
+	if !o.DryRun {
+		o.alerts = newAlerts(cfg, o.Logger)
+		defer o.alerts.Wait()
+	}
 	var wg sync.WaitGroup
 	for _, r := range repos {
+		if o.Metrics != nil {
+			o.Metrics.Add(r.Name, r.Quota)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,14 +195,19 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 	prev := readPrev(cfg, r.Name)
 	for ctx.Err() == nil {
 		var wait time.Duration
+		start := time.Now()
 		if e == nil {
 			var err error
 			e, err = open(ctx, cfg, r, o)
 			if err != nil {
 				report(Outcome{Repo: r.Name, Err: err})
+				wait = backoff.next(false)
 				prev = writeStatus(cfg, nil, Outcome{Repo: r.Name, Err: err}, 0, prev)
-				log.Error("cannot start the repository; retrying", "err", err, "in", backoff.next(false))
-				sleep(ctx, backoff.current, nil)
+				if ctx.Err() == nil {
+					o.observe(r, Outcome{Repo: r.Name, Err: err}, time.Since(start), prev, wait)
+				}
+				log.Error("cannot start the repository; retrying", "err", err, "in", wait)
+				sleep(ctx, wait, nil)
 				continue
 			}
 		}
@@ -193,6 +224,9 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 			wait = poll.next(res != nil && res.Busy())
 		}
 		prev = writeStatus(cfg, e, Outcome{Repo: r.Name, Result: res, Err: err}, wait, prev)
+		if ctx.Err() == nil {
+			o.observe(r, Outcome{Repo: r.Name, Result: res, Err: err}, time.Since(start), prev, wait)
+		}
 		if sleep(ctx, wait, changes) {
 			poll.next(true) // local activity: poll the relay fast again
 		}

@@ -430,11 +430,6 @@ func TestHostileManifestData(t *testing.T) {
 				Data: []protocol.Ref{{Obj: id, Size: n, Hash: blake(zeros(int(n)))}}}
 			return s.f.manifest(c)
 		}, []string{"bomb.bin", "exceeds limit"}, ""},
-		{"missing-data-object", func(s *hostileScene) *protocol.Manifest {
-			c := s.f.file("x.txt", []byte("x"))
-			c.Data[0].Obj = envelope.RandomName()
-			return s.f.manifest(c)
-		}, []string{"x.txt", "not on the relay"}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -448,6 +443,25 @@ func TestHostileManifestData(t *testing.T) {
 			t.Logf("allocated %d MiB (two refused rounds, repair, convergence; tests run in parallel)", (after.TotalAlloc-before.TotalAlloc)>>20)
 		})
 	}
+}
+
+// TestHostileMissingDataObject: an update whose data is not on the relay
+// writes nothing; the puller asks the publisher to send the content again,
+// and says so.
+func TestHostileMissingDataObject(t *testing.T) {
+	s := newHostile(t)
+	c := s.f.file("x.txt", []byte("x"))
+	c.Data[0].Obj = envelope.RandomName()
+	s.f.publish(s.f.manifest(c))
+	fr := s.w.freeze(s.b)
+	s.b.refused(false, "x.txt", "not on the relay", "asked for x.txt to be sent again")
+	fr.check(s.w)
+	if _, ok := s.b.read("x.txt"); ok {
+		t.Fatal("x.txt was written without its data")
+	}
+	// alpha never held that content: the request stays open, and says so.
+	s.b.refused(false, "send their content again")
+	fr.check(s.w)
 }
 
 // TestHostileManifestMode: modes from the relay never make a file setuid or

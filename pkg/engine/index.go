@@ -398,6 +398,7 @@ func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants,
 			continue
 		}
 		c := st.change(it.Path)
+		c.Rivals = nil
 		if c.Size <= SmallFile {
 			err = p.addSmall(ctx, &c)
 		} else {

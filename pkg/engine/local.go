@@ -64,6 +64,11 @@ func (lv *localView) modified(path string, st *fileState) (*localEntry, bool) {
 	if lv.isUncertain(path) {
 		return le, false
 	}
+	if st != nil && st.Have != nil {
+		// The folder still holds an older content, the winner's is awaited.
+		h := st.Have
+		st = &fileState{Kind: h.Kind, Hash: h.Hash, MTime: h.MTime, Mode: h.Mode, Target: h.Target}
+	}
 	if st == nil || st.Kind == protocol.KindDelete {
 		return le, le != nil
 	}

@@ -38,15 +38,34 @@ type fileState struct {
 	Chunks []protocol.Ref `json:"c,omitempty"`
 	// Pulled: the local file was last written by a pull (conservative mode).
 	Pulled bool `json:"p,omitempty"`
+	// Origin: the version whose content this one carries (a resolution).
+	Origin protocol.Vector `json:"o,omitempty"`
+	// Rivals: the other versions of the register, which lost (conflict.go).
+	Rivals []protocol.Rival `json:"r,omitempty"`
+	// Have, when set, is what the folder holds instead of the winner's
+	// content, which could not be fetched yet (it was asked for).
+	Have *haveState `json:"hv,omitempty"`
+	// Retire: this client's own version lost; it republishes the winner
+	// under a vector that dominates its version (PROTOCOL.md §6).
+	Retire bool `json:"rt,omitempty"`
+}
+
+// haveState is the local content of a path whose winner is still missing.
+type haveState struct {
+	Kind   protocol.ChangeKind `json:"k"`
+	Hash   string              `json:"h,omitempty"`
+	MTime  int64               `json:"m,omitempty"`
+	Mode   uint32              `json:"mo,omitempty"`
+	Target string              `json:"t,omitempty"`
 }
 
 // change turns the state back into the manifest entry that describes it.
 func (s *fileState) change(path string) protocol.Change {
-	return protocol.Change{Path: path, Kind: s.Kind, Version: s.Version, By: s.By, Hash: s.Hash, Size: s.Size, MTime: s.MTime, Mode: s.Mode, Target: s.Target}
+	return protocol.Change{Path: path, Kind: s.Kind, Version: s.Version, By: s.By, Hash: s.Hash, Size: s.Size, MTime: s.MTime, Mode: s.Mode, Target: s.Target, Origin: s.Origin, Rivals: s.Rivals}
 }
 
 func stateOf(c *protocol.Change) *fileState {
-	return &fileState{Kind: c.Kind, Version: c.Version, By: c.By, Hash: c.Hash, Size: c.Size, MTime: c.MTime, Mode: c.Mode, Target: c.Target}
+	return &fileState{Kind: c.Kind, Version: c.Version, By: c.By, Hash: c.Hash, Size: c.Size, MTime: c.MTime, Mode: c.Mode, Target: c.Target, Origin: c.Origin}
 }
 
 // outstanding is one of our manifests whose data still waits on the relay.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -174,7 +175,7 @@ func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64
 	defer func() { p.holder = "" }()
 	for i := range entries {
 		if err := p.change(ctx, f, &entries[i]); err != nil {
-			if errors.Is(err, errHeldBack) || errors.Is(err, localfs.ErrChanged) || isLocalProblem(err) {
+			if errors.Is(err, errHeldBack) || errors.Is(err, errDeferred) || errors.Is(err, localfs.ErrChanged) || isLocalProblem(err) {
 				p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("catching up from client %s: %v", cid, err))
 				return 0, false, nil
 			}
@@ -208,10 +209,11 @@ type puller struct {
 	e       *Engine
 	lv      *localView
 	res     *Result
-	budget  int    // deletions this round may still make
-	touched bool   // something local changed
-	acked   bool   // a manifest was fully handled
-	holder  string // set while catching up: whom to ask for content
+	budget  int               // deletions this round may still make
+	touched bool              // something local changed
+	acked   bool              // a manifest was fully handled
+	holder  string            // set while catching up: whom to ask for content
+	byHash  map[string]string // content hash → a local path holding it
 }
 
 // manifest applies one manifest. done is false when it must be retried on a
@@ -242,7 +244,7 @@ func (p *puller) manifest(ctx context.Context, f *fetcher, cid string, m *protoc
 		err := p.change(ctx, f, c)
 		switch {
 		case err == nil:
-		case errors.Is(err, errHeldBack):
+		case errors.Is(err, errHeldBack), errors.Is(err, errDeferred):
 			return false, nil
 		case errors.Is(err, localfs.ErrChanged):
 			p.e.log.Info("a local file changed while syncing; retrying next round", "path", c.Path)
@@ -289,10 +291,6 @@ func wins(a, b candidate) bool {
 		return a.by > b.by
 	}
 	return a.hash > b.hash
-}
-
-func incoming(c *protocol.Change) candidate {
-	return candidate{deleted: c.Kind == protocol.KindDelete, mtime: c.MTime, by: c.By, hash: c.Hash}
 }
 
 func (e *Engine) loadState(path string) (*fileState, error) {
@@ -360,69 +358,109 @@ func (e *Engine) flushState() error {
 	return err
 }
 
-// change decides and applies one incoming change.
+// change decides and applies one incoming change (with, for an index
+// entry, the rivals it lists): it joins the path's register and makes the
+// folder hold the register's winner (conflict.go, PROTOCOL.md §6).
 func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) error {
 	e := p.e
 	if e.opts.Filter != nil && !e.opts.Filter.Match(c.Path, false) {
 		return nil // not synced here
 	}
-	if a, err := GetAccess(e.db, c.Path); err != nil {
+	access, err := GetAccess(e.db, c.Path)
+	if err != nil {
 		return err
-	} else if !a.Write {
+	}
+	if !access.Write {
 		return nil // w-: never written by a pull
 	}
 	st, err := e.loadState(c.Path)
 	if err != nil {
 		return err
 	}
-	if st != nil {
-		if o := protocol.Compare(c.Version, st.Version); o == protocol.Equal || o == protocol.Lesser {
-			return nil // have it, or newer
+	in := append([]member{memberOf(c)}, c.Rivals...)
+	reg, known := join(st.register(), in)
+	if known {
+		// Nothing new, unless it is the winner whose content this client
+		// still lacks (Have), sent again.
+		if st != nil && st.Have != nil && protocol.Compare(c.Version, st.Version) == protocol.Equal && c.Kind == protocol.KindFile && len(c.Data) > 0 {
+			le, modified := p.lv.modified(c.Path, st)
+			if modified {
+				return nil // a local edit supersedes it
+			}
+			ns := *st
+			ns.Have = nil
+			return p.apply(ctx, f, c, &ns, le)
 		}
+		return nil
+	}
+	wi := pick(reg)
+	win := reg[wi]
+	rivals := make([]member, 0, len(reg)-1)
+	for i := range reg {
+		if i != wi {
+			rivals = append(rivals, reg[i])
+		}
+	}
+	ns := &fileState{Kind: win.Kind, Version: win.Version, Origin: win.Origin, By: win.By, Hash: win.Hash, Size: win.Size, MTime: win.MTime, Mode: win.Mode, Rivals: rivals}
+	if st != nil && protocol.Compare(win.Version, st.Version) == protocol.Equal {
+		// The winner stays: only the losers changed; the file is untouched.
+		kept := *st
+		kept.Rivals = rivals
+		return e.saveState(c.Path, &kept)
 	}
 	le, modified := p.lv.modified(c.Path, st)
-	me := e.opts.Client
-	conflictCopy := false
-	switch {
-	case modified:
-		if sameContent(c, le) {
-			return p.adopt(c, st, le)
+	wc := winnerChange(c, &win)
+	if modified {
+		if sameContent(wc, le) {
+			return p.adopt(ns, c.Path, le)
 		}
 		switch {
-		case e.opts.Mode == Download:
-			// A download client never publishes: the relay's version replaces
-			// the local edit, which goes to the trash.
+		case e.opts.Mode == Download || !access.Read:
+			// A download client (or an r- file) never publishes: the winner
+			// replaces the local edit, which goes to the trash.
 		case e.opts.Mode == Conservative && le != nil:
 			return nil // never overwrite a file changed here
-		default:
-			local := candidate{deleted: le == nil, by: me}
-			if le != nil {
-				local.mtime, local.hash = le.MTime, le.Hash
-			}
-			if !wins(incoming(c), local) {
-				return nil // ours wins: it is pushed this round, and the other side makes the conflict copy
-			}
-			conflictCopy = le != nil
+		case le != nil:
+			// The local edit is published first (this round's push), as a
+			// version concurrent with this one; the next round judges both.
+			p.res.Waiting = append(p.res.Waiting, c.Path+": a local edit goes out before the incoming version is judged")
+			return errDeferred
 		}
-	case e.opts.Mode == Conservative && le != nil && st != nil && !st.Pulled:
+		// A deletion made here and not published yet: the winner is a
+		// modification, which beats it; the file comes back.
+	} else if e.opts.Mode == Conservative && le != nil && st != nil && !st.Pulled {
 		return nil // a file this client wrote itself is never overwritten
-	case st != nil && protocol.Compare(c.Version, st.Version) == protocol.Concurrent:
-		if le != nil && sameContent(c, le) {
-			return p.adopt(c, st, le)
-		}
-		ours := candidate{deleted: st.Kind == protocol.KindDelete, mtime: st.MTime, by: st.By, hash: st.Hash}
-		if !wins(incoming(c), ours) {
-			return nil
-		}
-		conflictCopy = st.By == me && le != nil && e.opts.Mode != Download
 	}
-	if conflictCopy {
-		if err := p.conflictCopy(c.Path, le); err != nil {
-			return err
-		}
-		le = nil
+	if !modified && le != nil && sameContent(wc, le) {
+		return p.adopt(ns, c.Path, le)
 	}
-	return p.apply(ctx, f, c, st, le)
+	// This client's own version loses but stays a rival: it is kept as a
+	// conflict copy here, and retired by republishing the winner.
+	if st != nil && !modified && le != nil && st.Have == nil && st.By == e.opts.Client && e.opts.Mode != Download {
+		for _, r := range rivals {
+			if protocol.Compare(r.Version, st.Version) == protocol.Equal {
+				if err := p.conflictCopy(c.Path, le); err != nil {
+					return err
+				}
+				le = nil
+				ns.Retire = true
+				break
+			}
+		}
+	}
+	return p.apply(ctx, f, wc, ns, le)
+}
+
+var errDeferred = errors.New("deferred after a local edit")
+
+// winnerChange is the change that brings the winner: c itself, or a
+// member known from before (no data: it comes from a local copy or is
+// asked for).
+func winnerChange(c *protocol.Change, win *member) *protocol.Change {
+	if protocol.Compare(c.Version, win.Version) == protocol.Equal {
+		return c
+	}
+	return &protocol.Change{Path: c.Path, Kind: win.Kind, Version: win.Version, Origin: win.Origin, By: win.By, Hash: win.Hash, Size: win.Size, MTime: win.MTime, Mode: win.Mode}
 }
 
 func sameContent(c *protocol.Change, le *localEntry) bool {
@@ -432,18 +470,36 @@ func sameContent(c *protocol.Change, le *localEntry) bool {
 	return c.Kind == le.changeKind() && c.Hash == le.Hash
 }
 
-// adopt records an incoming version whose content the folder already has:
-// no conflict, and the merged vector so neither side sees one later.
-func (p *puller) adopt(c *protocol.Change, st *fileState, le *localEntry) error {
-	ns := stateOf(c)
-	if st != nil {
-		ns.Version = protocol.Merge(st.Version, c.Version)
-	}
+// adopt records a winner whose content the folder already has. The
+// file's mtime and exec bit are set to the winner's, so every folder ends
+// the same.
+func (p *puller) adopt(ns *fileState, path string, le *localEntry) error {
 	if le != nil {
-		ns.MTime, ns.Mode, ns.Size = le.MTime, uint32(le.Mode.Perm()), le.Size
+		if le.Kind == scan.File {
+			if abs, err := p.e.folder.Resolve(path); err == nil {
+				fixed := false
+				if ns.Mode != 0 && (uint32(le.Mode)&0o111 != 0) != (ns.Mode&0o111 != 0) {
+					fixed = os.Chmod(abs, os.FileMode(ns.Mode).Perm()) == nil
+				}
+				if !sameSecond(le.MTime, ns.MTime) {
+					t := time.Unix(0, ns.MTime)
+					fixed = os.Chtimes(abs, t, t) == nil || fixed
+				}
+				if fixed {
+					p.touched = true
+					p.observe(path, le.Hash)
+				}
+			}
+		}
+		if cur := p.lv.entries[path]; cur != nil {
+			ns.MTime, ns.Mode, ns.Size = cur.MTime, uint32(cur.Mode.Perm()), cur.Size
+		}
+		if st, _ := p.e.loadState(path); st != nil && st.Kind == le.changeKind() && st.Hash == le.Hash {
+			ns.Chunks = st.Chunks
+		}
 	}
 	ns.Pulled = true
-	return p.e.saveState(c.Path, ns)
+	return p.e.saveState(path, ns)
 }
 
 // conflictCopy moves the local version aside as a conflict copy; the next
@@ -461,11 +517,30 @@ func (p *puller) conflictCopy(path string, le *localEntry) error {
 	return nil
 }
 
-// apply makes the folder hold c.
-func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *fileState, le *localEntry) error {
+// missing records that the folder keeps what it has at path until the
+// winner's content, asked from holder, arrives.
+func (p *puller) missing(c *protocol.Change, ns *fileState, le *localEntry, holder, why string) error {
+	h := &haveState{Kind: protocol.KindDelete}
+	if le != nil {
+		h = &haveState{Kind: le.changeKind(), Hash: le.Hash, MTime: le.MTime, Mode: uint32(le.Mode.Perm()), Target: le.Target}
+	}
+	ns.Have, ns.Retire = h, false
+	if err := p.e.saveState(c.Path, ns); err != nil {
+		return err
+	}
+	p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("%s; asked for %s to be sent again", why, c.Path))
+	p.e.log.Info("content missing; asked its holder to send it again", "path", c.Path, "why", why)
+	return p.e.want(c.Path, c, holder)
+}
+
+// apply makes the folder hold c, recording ns as the path's state.
+func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *fileState, le *localEntry) error {
 	e := p.e
-	ns := stateOf(c)
 	ns.Pulled = true
+	ns.Size, ns.Target = c.Size, c.Target
+	if c.Mode != 0 {
+		ns.Mode = c.Mode
+	}
 	switch c.Kind {
 	case protocol.KindDelete:
 		if le != nil {
@@ -501,23 +576,47 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 				return err
 			}
 		}
-		if len(c.Data) == 0 && c.Size > 0 {
-			// An index entry: the content must be republished by its holder.
-			if p.holder == "" {
-				return fmt.Errorf("%w: %s has no data", protocol.ErrInvalid, c.Path)
+		var src io.Reader
+		if lp := p.localCopy(c.Hash); lp != "" {
+			// The content is already here under another name (a conflict
+			// copy, a copied file): no download.
+			if abs, err := e.folder.Resolve(lp); err == nil {
+				if fh, err := os.Open(abs); err == nil {
+					defer fh.Close()
+					src = &verifyReader{r: fh, h: blake3.New(), want: c.Hash}
+					if c.Size == 0 {
+						if fi, err := fh.Stat(); err == nil {
+							ns.Size = fi.Size()
+						}
+					}
+				}
 			}
-			p.res.Waiting = append(p.res.Waiting, "asked for "+c.Path+" to be sent again")
-			return e.want(c.Path, c, p.holder)
 		}
-		r := &fileReader{ctx: ctx, f: f, refs: c.Data, chunked: c.Size > SmallFile, want: c.Hash, h: blake3.New()}
-		if r.chunked && st != nil && le != nil && sameAsState(le, st) {
-			r.local = e.localChunks(c.Path, st)
+		if src == nil && len(c.Data) == 0 && c.Size > 0 {
+			// An index entry or an earlier rival: the content must be sent
+			// again by whoever holds it.
+			holder := p.holder
+			if holder == "" {
+				holder = e.repo.CID(c.By)
+			}
+			return p.missing(c, ns, le, holder, "the content of "+c.Path+" is not in the update")
 		}
-		meta := localfs.FileMeta{Mode: os.FileMode(c.Mode).Perm(), ModTime: time.Unix(0, c.MTime)}
-		if err := e.folder.WriteAtomic(c.Path, r, meta, le.expect()); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("data of %s is not on the relay", c.Path))
-				return errHeldBack
+		if src == nil {
+			r := &fileReader{ctx: ctx, f: f, refs: c.Data, chunked: c.Size > SmallFile, want: c.Hash, h: blake3.New()}
+			if st, _ := e.loadState(c.Path); r.chunked && st != nil && le != nil && sameAsState(le, st) {
+				r.local = e.localChunks(c.Path, st)
+			}
+			src = r
+		}
+		if c.Mode == 0 && le != nil {
+			ns.Mode = uint32(le.Mode.Perm())
+		}
+		meta := localfs.FileMeta{Mode: os.FileMode(ns.Mode).Perm(), ModTime: time.Unix(0, c.MTime)}
+		if err := e.folder.WriteAtomic(c.Path, src, meta, le.expect()); err != nil {
+			if errors.Is(err, storage.ErrNotFound) && f != nil {
+				// Collected, or never sent (a delta against a base this
+				// client does not hold): the publisher sends it whole.
+				return p.missing(c, ns, le, f.cid, fmt.Sprintf("data of %s is not on the relay (%v)", c.Path, err))
 			}
 			return fmt.Errorf("write %s: %w", c.Path, err)
 		}
@@ -527,6 +626,43 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, st *
 		p.observe(c.Path, c.Hash)
 	}
 	return e.saveState(c.Path, ns)
+}
+
+// localCopy finds a file of the folder with the given content.
+func (p *puller) localCopy(hash string) string {
+	if hash == "" {
+		return ""
+	}
+	if p.byHash == nil {
+		p.byHash = make(map[string]string, len(p.lv.entries))
+		for path, le := range p.lv.entries {
+			if le.Kind == scan.File {
+				p.byHash[le.Hash] = path
+			}
+		}
+	}
+	path := p.byHash[hash]
+	if le := p.lv.entries[path]; path == "" || le == nil || le.Hash != hash {
+		return ""
+	}
+	return path
+}
+
+// verifyReader passes a local file through, failing at its end unless
+// its content has the expected hash.
+type verifyReader struct {
+	r    io.Reader
+	h    *blake3.Hasher
+	want string
+}
+
+func (v *verifyReader) Read(b []byte) (int, error) {
+	n, err := v.r.Read(b)
+	v.h.Write(b[:n])
+	if err == io.EOF && hex.EncodeToString(v.h.Sum(nil)) != v.want {
+		return n, fmt.Errorf("a local copy changed while being read: %w", localfs.ErrChanged)
+	}
+	return n, err
 }
 
 // observe records in the local view what the pull just wrote at path, so
@@ -549,6 +685,9 @@ func (p *puller) observe(path, hash string) {
 		le.Size = 0
 	}
 	p.lv.entries[path] = le
+	if p.byHash != nil && le.Kind == scan.File {
+		p.byHash[hash] = path
+	}
 }
 
 // tryMove applies a rename as a local move when the old file is unchanged

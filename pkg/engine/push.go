@@ -25,6 +25,9 @@ type localChange struct {
 	path string
 	le   *localEntry // nil: deleted here
 	st   *fileState  // nil: new
+	// retire: no local edit; the winner is republished to retire this
+	// client's losing version (PROTOCOL.md §6).
+	retire bool
 }
 
 // localChanges lists what changed here since the last sync, sorted by path.
@@ -42,6 +45,12 @@ func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 			var st fileState
 			if _, err := getJSON(b, k, &st); err != nil {
 				return err
+			}
+			if st.Retire && st.Have == nil {
+				if le, mod := lv.modified(path, &st); !mod && !lv.isUncertain(path) {
+					out = append(out, localChange{path: path, le: le, st: &st, retire: true})
+					return nil
+				}
 			}
 			if st.Kind == protocol.KindDelete && lv.entries[path] == nil {
 				return nil
@@ -194,7 +203,7 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 	}
 	out := outstanding{Seq: seq, Pullers: pullers, Need: need, Objects: p.objects, Sizes: p.sizes, Time: m.Time.UnixNano(), Manifest: size}
 	return e.db.Update(func(tx *state.Tx) error {
-		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut, bucketDirty)
+		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut, bucketDirty, bucketWants)
 		if err != nil {
 			return err
 		}
@@ -213,6 +222,10 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 					return err
 				}
 				if err := bs[3].Put([]byte(path), nil); err != nil {
+					return err
+				}
+				// A local version supersedes content asked for.
+				if err := bs[4].Delete([]byte(path)); err != nil {
 					return err
 				}
 			}
@@ -275,12 +288,22 @@ func (e *Engine) packSize() int64 {
 // add turns one local change into a manifest entry, uploading its data.
 func (p *pusher) add(ctx context.Context, lc localChange, from string) error {
 	e := p.e
+	// A local edit builds on every version this client knows of the path:
+	// it resolves a conflict the way the user left it.
 	var base protocol.Vector
-	if lc.st != nil {
-		base = lc.st.Version
+	for _, m := range lc.st.register() {
+		base = protocol.Merge(base, m.Version)
 	}
 	p.clock = max(p.clock, base.Max()) + 1
 	c := protocol.Change{Path: lc.path, Version: base.Bump(e.cid, p.clock), By: e.opts.Client}
+	if lc.retire {
+		// The winner's content, under a vector above this client's losing
+		// version: it keeps the winner's origin and author.
+		c.Origin, c.By = lc.st.Origin, lc.st.By
+		if c.Origin == nil {
+			c.Origin = lc.st.Version
+		}
+	}
 	if lc.le == nil {
 		c.Kind = protocol.KindDelete
 		p.commit(c, nil)
@@ -288,6 +311,9 @@ func (p *pusher) add(ctx context.Context, lc localChange, from string) error {
 	}
 	le := lc.le
 	c.Kind, c.Hash, c.Size, c.MTime, c.Mode = le.changeKind(), le.Hash, le.Size, le.MTime, uint32(le.Mode.Perm())
+	if lc.retire {
+		c.MTime = lc.st.MTime // the winner's, to the nanosecond
+	}
 	if c.Kind == protocol.KindSymlink {
 		c.Target, c.Size = le.Target, 0
 		p.commit(c, nil)

@@ -93,6 +93,54 @@ type Change struct {
 	Target  string     `json:"target,omitempty"` // symlink target
 	From    string     `json:"from,omitempty"`   // a rename: the old path
 	Data    []Ref      `json:"data,omitempty"`
+	// Origin is the version whose content this one carries when it differs
+	// from Version: a conflict resolution re-publishes the winner's content
+	// under a vector that dominates the losers (PROTOCOL.md §6).
+	Origin Vector `json:"origin,omitempty"`
+	// Rivals (index entries only) are the other concurrent versions of the
+	// path the client knows, which lost to this one.
+	Rivals []Rival `json:"rivals,omitempty"`
+}
+
+// Rival is a concurrent version of a path that lost the conflict rules.
+type Rival struct {
+	Version Vector     `json:"version"`
+	Origin  Vector     `json:"origin,omitempty"`
+	Kind    ChangeKind `json:"kind"`
+	By      string     `json:"by"`
+	Hash    string     `json:"hash,omitempty"`
+	Size    int64      `json:"size,omitempty"`
+	MTime   int64      `json:"mtime,omitempty"`
+	Mode    uint32     `json:"mode,omitempty"`
+}
+
+// MaxRivals bounds the rivals of one index entry.
+const MaxRivals = 64
+
+func validVector(v Vector, path, what string) error {
+	if len(v) == 0 {
+		return invalid("%q has no %s", path, what)
+	}
+	for id := range v {
+		if !ValidCID(id) {
+			return invalid("%q: bad client id %q in %s", path, id, what)
+		}
+	}
+	return nil
+}
+
+func validKindHash(k ChangeKind, hash, path string) error {
+	switch k {
+	case KindDelete:
+		return nil
+	case KindFile, KindSymlink:
+	default:
+		return invalid("%q: unknown kind %q", path, k)
+	}
+	if b, err := hex.DecodeString(hash); err != nil || len(b) != 32 {
+		return invalid("%q: bad hash", path)
+	}
+	return nil
 }
 
 // Manifest is one update of a client (PROTOCOL.md §5).
@@ -179,23 +227,32 @@ func (c *Change) validate(goos string, withData bool) error {
 			return fmt.Errorf("%w: rename source: %v", ErrInvalid, err)
 		}
 	}
-	if len(c.Version) == 0 {
-		return invalid("%q has no version", c.Path)
+	if err := validVector(c.Version, c.Path, "version"); err != nil {
+		return err
 	}
-	for id := range c.Version {
-		if !ValidCID(id) {
-			return invalid("%q: bad client id %q in version", c.Path, id)
+	if c.Origin != nil {
+		if err := validVector(c.Origin, c.Path, "origin"); err != nil {
+			return err
 		}
 	}
-	switch c.Kind {
-	case KindDelete:
-		return nil
-	case KindFile, KindSymlink:
-	default:
-		return invalid("%q: unknown kind %q", c.Path, c.Kind)
+	if len(c.Rivals) > MaxRivals {
+		return invalid("%q: %d rivals, at most %d", c.Path, len(c.Rivals), MaxRivals)
 	}
-	if b, err := hex.DecodeString(c.Hash); err != nil || len(b) != 32 {
-		return invalid("%q: bad hash", c.Path)
+	for _, r := range c.Rivals {
+		if err := validVector(r.Version, c.Path, "rival version"); err != nil {
+			return err
+		}
+		if r.Origin != nil {
+			if err := validVector(r.Origin, c.Path, "rival origin"); err != nil {
+				return err
+			}
+		}
+		if err := validKindHash(r.Kind, r.Hash, c.Path); err != nil {
+			return err
+		}
+	}
+	if err := validKindHash(c.Kind, c.Hash, c.Path); err != nil || c.Kind == KindDelete {
+		return err
 	}
 	if c.Size < 0 {
 		return invalid("%q: negative size", c.Path)
