@@ -6,7 +6,7 @@ LDFLAGS   := -X github.com/escale-sync/escale/pkg/version.Version=$(VERSION)
 # Tests must not pick up a developer's rclone settings.
 SCRUB     := env $(shell env | grep -o '^RCLONE_[A-Za-z0-9_]*' | sed 's/^/-u /')
 
-.PHONY: all build run test test-short lint vet bench cross clean
+.PHONY: all build run test test-short lint vet bench cross clean torture reliability
 
 all: build
 
@@ -45,10 +45,39 @@ cross:
 	GOOS=windows GOARCH=amd64 $(GO) vet ./... >/dev/null
 	GOOS=linux GOARCH=arm64 $(GO) build -o /dev/null ./cmd/escale
 
-# Micro-benchmarks of the hot paths (envelope, scan); the side-by-side
-# harness against the rclone floor is scripts/bench (to come).
+# escale against the rclone floor (rclone copy A→relay, relay→B), side by
+# side on local, SFTP and WebDAV relays (docs/BENCHMARKS.md). Full size takes
+# hours; pick pieces with e.g. BENCH_ARGS='-only small -relays local -runs 1'.
 bench:
-	$(SCRUB) $(GO) test -run '^$$' -bench . -benchtime 3x ./pkg/envelope/ ./pkg/scan/
+	$(SCRUB) $(GO) run ./scripts/bench -sizes full $(BENCH_ARGS)
+
+# The same harness on tiny data: a minute, to keep it alive.
+bench-smoke:
+	$(SCRUB) $(GO) run ./scripts/bench -sizes smoke -runs 1 $(BENCH_ARGS)
+
+# Micro-benchmarks of the hot paths (envelope, chunking, packing, hashing,
+# scan), 6 counts each; benchstat compares with the previous run if any.
+bench-micro:
+	@mkdir -p bin; [ ! -f bin/bench-micro.txt ] || mv bin/bench-micro.txt bin/bench-micro.old.txt
+	$(SCRUB) $(GO) test -run '^$$' -bench . -benchmem -count 6 ./pkg/envelope/ ./pkg/engine/ ./pkg/scan/ | tee bin/bench-micro.txt
+	$(GO) run golang.org/x/perf/cmd/benchstat@latest $$([ -f bin/bench-micro.old.txt ] && echo bin/bench-micro.old.txt) bin/bench-micro.txt \
+	  || { echo "benchstat unavailable; raw results in bin/bench-micro.txt"; }
+
+# The reliability suite at full length: 500+ kill -9 across FTP, SFTP,
+# WebDAV and S3, longer network faults (integration/; `make test` runs the
+# short version). ESCALE_TORTURE_SEED=N replays a run.
+torture:
+	ESCALE_TORTURE=full $(SCRUB) $(GO) test -count=1 -timeout 90m ./integration/
+
+# docs/RELIABILITY.md from a run of the reliability suite (short by default;
+# RELIABILITY_MODE=full for the torture lengths). Known-bug reproductions
+# run too, so their rows show the measured damage.
+RELIABILITY_MODE ?= short
+reliability:
+	rm -f bin/reliability.jsonl; mkdir -p bin
+	-ESCALE_RELIABILITY_OUT=$(CURDIR)/bin/reliability.jsonl ESCALE_KNOWN_BUGS=1 \
+	  $(if $(filter full,$(RELIABILITY_MODE)),ESCALE_TORTURE=full) $(SCRUB) $(GO) test -count=1 -timeout 90m ./integration/
+	$(GO) run ./integration/reliabilityreport bin/reliability.jsonl $(RELIABILITY_MODE) > docs/RELIABILITY.md
 
 clean:
 	rm -rf bin

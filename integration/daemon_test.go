@@ -11,11 +11,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 var escaleBin string
 
 func TestMain(m *testing.M) {
+	// toxiproxy's toxics log through zerolog's global logger: noise here.
+	zerolog.SetGlobalLevel(zerolog.Disabled)
 	dir, err := os.MkdirTemp("", "escale-integration-")
 	if err != nil {
 		panic(err)

@@ -18,6 +18,7 @@ var commandSet = []func() *cli.Command{
 	lsCommand,
 	importConfigCommand,
 	backupCommand, restoreCommand, migrateCommand,
+	keyCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.

@@ -29,7 +29,7 @@ import (
 )
 
 // relayNamePattern is every name the layout of PROTOCOL.md §2 allows.
-var relayNamePattern = regexp.MustCompile(`^(escale\.json|keys/([a-z2-7]{26}|passphrase)-[0-9a-f]{16}\.age|heads/[a-z2-7]{26}\.[aw]?[0-9a-f]{16}|clients/[a-z2-7]{26}/(info|acks|wants|log/[0-9a-f]{16}|data/[a-z2-7]{26}|index/([a-z2-7]{26}|root)\.[0-9a-f]{16}))$`)
+var relayNamePattern = regexp.MustCompile(`^(escale\.json|keys/([a-z2-7]{26}|passphrase)-[0-9a-f]{16}\.(age|ring|info)|heads/[a-z2-7]{26}\.[aw]?[0-9a-f]{16}|heads/epoch\.[0-9a-f]{16}|clients/[a-z2-7]{26}/(info|acks|wants|log/[0-9a-f]{16}|data/[a-z2-7]{26}|index/([a-z2-7]{26}|root)\.[0-9a-f]{16}))$`)
 
 // leakForms are the encodings of secret in which a careless format would
 // carry it: plain, hex, and base64 (standard and URL alphabets) at each of

@@ -120,8 +120,6 @@ func TestHostileManifestPaths(t *testing.T) {
 		{"dot", "./escaped.txt", "", false, `"." or ".." segment`},
 		{"absolute", "/ABS/escaped.txt", "", false, "absolute"},
 		{"unc", "//server/share/escaped.txt", "", false, "absolute"},
-		{"drive-letter", "C:/escaped.txt", "", false, "drive letter"},
-		{"drive-relative", "C:escaped.txt", "", false, "drive letter"},
 		{"nul", "esc\x00aped.txt", "", false, "NUL"},
 		{"control", "esc\naped.txt", "", false, "control"},
 		{"backslash", `..\escaped.txt`, "", false, "backslash"},
@@ -231,8 +229,9 @@ func TestHostileManifestFields(t *testing.T) {
 }
 
 // TestHostileManifestWindowsNames: a client on Windows (Options.GOOS)
-// refuses names Windows reserves or cannot hold; one on Linux takes them as
-// they are (one relay serves every OS; names are never mangled).
+// skips names Windows reserves or cannot hold — one file, reported, while
+// the rest of the update applies and is acknowledged; one on Linux takes
+// them as they are (one relay serves every OS; names are never mangled).
 func TestHostileManifestWindowsNames(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{"CON", "reserved"},
@@ -244,6 +243,8 @@ func TestHostileManifestWindowsNames(t *testing.T) {
 		{"trailing.", "ends with a dot or a space"},
 		{"trailing ", "ends with a dot or a space"},
 		{"a:b.txt", "drive letter"},
+		{"C:/escaped.txt", "drive letter"},
+		{"C:escaped.txt", "drive letter"},
 		{"ab:c.txt", "not allowed on Windows"},
 		{"q?.txt", "not allowed on Windows"},
 		{"pipe|.txt", "not allowed on Windows"},
@@ -251,20 +252,36 @@ func TestHostileManifestWindowsNames(t *testing.T) {
 		{"lt<.txt", "not allowed on Windows"},
 		{`quote".txt`, "not allowed on Windows"},
 	} {
-		t.Run(strings.NewReplacer("*", "star", "?", "q", "|", "pipe", "<", "lt", `"`, "quote").Replace(tc.path), func(t *testing.T) {
+		t.Run(strings.NewReplacer("*", "star", "?", "q", "|", "pipe", "<", "lt", `"`, "quote", "/", "-").Replace(tc.path), func(t *testing.T) {
 			t.Parallel()
 			s := newHostile(t, func(o *Options) { o.GOOS = "windows" })
-			s.f.publish(s.f.manifest(s.f.file(tc.path, []byte("for windows"))))
-			s.refuse(t, false, s.m2, tc.want)
+			s.f.publish(s.f.manifest(s.f.file("aaa-first.txt", []byte("fine everywhere")), s.f.file(tc.path, []byte("for windows"))))
+			res := s.b.ok()
+			if msg := strings.Join(res.Problems, "; "); !strings.Contains(msg, tc.want) || !strings.Contains(msg, "not synced here") {
+				t.Fatalf("the skipped name is not reported with %q: %q", tc.want, msg)
+			}
+			if got, _ := s.b.read("aaa-first.txt"); got != "fine everywhere" {
+				t.Fatalf("the rest of the update was not applied: %q", got)
+			}
+			for p := range tree(t, s.b.dir) {
+				if strings.Contains(p, strings.TrimSuffix(strings.TrimSuffix(tc.path, "."), " ")) && p != "aaa-first.txt" && p != "ok.txt" {
+					t.Fatalf("the name Windows cannot hold was written as %q", p)
+				}
+			}
+			if n := s.b.acked(s.a); n != 2 {
+				t.Fatalf("beta acknowledged update %d; the update with one skipped name is done", n)
+			}
 		})
 	}
 	t.Run("linux-takes-them", func(t *testing.T) {
 		t.Parallel()
 		s := newHostile(t, func(o *Options) { o.GOOS = "linux" })
-		s.f.publish(s.f.manifest(s.f.file("aux.txt", []byte("fine on linux")), s.f.file("q?.txt", []byte("also fine"))))
+		s.f.publish(s.f.manifest(s.f.file("aux.txt", []byte("fine on linux")), s.f.file("q?.txt", []byte("also fine")), s.f.file("a:b.txt", []byte("and this"))))
 		s.b.ok()
-		if got, _ := s.b.read("q?.txt"); got != "also fine" {
-			t.Fatalf("a Linux client did not take a name legal on Linux: %q", got)
+		for name, want := range map[string]string{"q?.txt": "also fine", "a:b.txt": "and this"} {
+			if got, _ := s.b.read(name); got != want {
+				t.Fatalf("a Linux client did not take %s, a name legal on Linux: %q", name, got)
+			}
 		}
 	})
 }

@@ -202,7 +202,14 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	repo, err := protocol.Open(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials)
+	if !e.opts.Encrypted {
+		e.log.Warn("encryption = none: whoever can read the relay sees every file name and content of this repository; only a new repository can be encrypted (encryption = \"age\")")
+	}
+	creds := e.opts.Credentials
+	if creds.CacheFile == "" {
+		creds.CacheFile = filepath.Join(e.opts.StateDir, "keys.cache") // spares scrypt at later starts
+	}
+	repo, err := protocol.Open(ctx, e.relay, e.opts.Encrypted, creds)
 	if errors.Is(err, protocol.ErrNoRepository) && e.opts.DryRun {
 		return fmt.Errorf("the relay %s holds no repository yet; the first real run creates it (a dry run changes nothing)", e.relay)
 	}
@@ -211,10 +218,10 @@ func (e *Engine) openRepo(ctx context.Context) error {
 			return fmt.Errorf("the relay %s is empty but this client synced repository %s there: the relay was wiped or the configuration points elsewhere; nothing was changed locally (run `escale repair` to rebuild the relay from this client)", e.relay, known)
 		}
 		e.log.Info("creating a new repository on the relay", "relay", e.relay.String())
-		repo, err = protocol.Create(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials, e.opts.KeyOptions...)
+		repo, err = protocol.Create(ctx, e.relay, e.opts.Encrypted, creds, e.opts.KeyOptions...)
 		if errors.Is(err, protocol.ErrCreateRaced) {
 			e.log.Info("another client created the repository first; joining it")
-			repo, err = protocol.Open(ctx, e.relay, e.opts.Encrypted, e.opts.Credentials)
+			repo, err = protocol.Open(ctx, e.relay, e.opts.Encrypted, creds)
 		}
 	}
 	if err != nil {
@@ -229,6 +236,7 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	if e.opts.DryRun {
 		return nil
 	}
+	repo.SetOwner(e.cid) // reseals this client's records after a key rotation
 	return e.db.Update(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {

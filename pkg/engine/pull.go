@@ -214,6 +214,7 @@ type puller struct {
 	acked   bool              // a manifest was fully handled
 	holder  string            // set while catching up: whom to ask for content
 	byHash  map[string]string // content hash → a local path holding it
+	skipped map[string]bool   // names this OS cannot hold, reported once
 }
 
 // manifest applies one manifest. done is false when it must be retried on a
@@ -365,6 +366,18 @@ func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) err
 	e := p.e
 	if e.opts.Filter != nil && !e.opts.Filter.Match(c.Path, false) {
 		return nil // not synced here
+	}
+	if err := localfs.ValidName(c.Path, e.opts.GOOS); err != nil {
+		// Legal on the relay, not on this system (Windows names): this one
+		// file stays out, the rest of the update applies.
+		if !p.skipped[c.Path] {
+			if p.skipped == nil {
+				p.skipped = map[string]bool{}
+			}
+			p.skipped[c.Path] = true
+			p.res.Problems = append(p.res.Problems, fmt.Sprintf("%v; it cannot be created on this system and is not synced here", err))
+		}
+		return nil
 	}
 	access, err := GetAccess(e.db, c.Path)
 	if err != nil {
@@ -557,6 +570,9 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 			delete(p.lv.entries, c.Path)
 		}
 	case protocol.KindSymlink:
+		if skip, err := p.makeRoom(c); skip || err != nil {
+			return err
+		}
 		if err := e.writeSymlink(c.Path, c.Target, time.Unix(0, c.MTime), le); err != nil {
 			return err
 		}
@@ -564,6 +580,9 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		p.touched = true
 		p.observe(c.Path, c.Hash)
 	case protocol.KindFile:
+		if skip, err := p.makeRoom(c); skip || err != nil {
+			return err
+		}
 		if c.From != "" && le == nil {
 			if moved, err := p.tryMove(c); err != nil || moved {
 				if err == nil {
@@ -626,6 +645,52 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		p.observe(c.Path, c.Hash)
 	}
 	return e.saveState(c.Path, ns)
+}
+
+// makeRoom settles a clash between a file and a folder of the same name
+// the same way on every client: the folder wins. A local file where the
+// incoming path needs a folder becomes a conflict copy (pushed as a new
+// file, its old name deleted); an incoming file whose name is a folder
+// here is skipped, and reported (its author moves it aside in turn).
+func (p *puller) makeRoom(c *protocol.Change) (skip bool, err error) {
+	for i := 0; i < len(c.Path); i++ {
+		if c.Path[i] != '/' {
+			continue
+		}
+		dir := c.Path[:i]
+		le := p.lv.entries[dir]
+		if le == nil {
+			continue
+		}
+		st, err := p.e.loadState(dir)
+		if err != nil {
+			return false, err
+		}
+		if _, modified := p.lv.modified(dir, st); st != nil && st.By != p.e.opts.Client && !modified {
+			// Another client's file: its author keeps the conflict copy;
+			// here it goes to the trash (and the deletion is pushed).
+			p.e.log.Warn("a file and a folder have the same name; the folder wins, the file goes to the trash (its author keeps a conflict copy)", "path", dir)
+			if err := p.e.folder.Remove(dir, le.expect()); err != nil {
+				return false, err
+			}
+			delete(p.lv.entries, dir)
+			p.touched = true
+			continue
+		}
+		p.e.log.Warn("a file and a folder have the same name; the folder wins and the file is kept as a conflict copy", "path", dir)
+		if err := p.conflictCopy(dir, le); err != nil {
+			return false, err
+		}
+	}
+	abs, err := p.e.folder.Resolve(c.Path)
+	if err != nil {
+		return false, err
+	}
+	if fi, err := os.Lstat(abs); err == nil && fi.IsDir() {
+		p.res.Problems = append(p.res.Problems, fmt.Sprintf("%s is a folder here; the file of that name from %s is not written (a folder wins over a file; its author keeps it as a conflict copy)", c.Path, c.By))
+		return true, nil
+	}
+	return false, nil
 }
 
 // localCopy finds a file of the folder with the given content.

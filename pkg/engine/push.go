@@ -16,6 +16,7 @@ import (
 
 	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/localfs"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
 )
@@ -106,6 +107,10 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 			return err
 		} else if !a.Read {
 			continue // r-: never pushed from here
+		}
+		if err := localfs.ValidName(lc.path, localfs.Portable); err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("%v; it is not synced", err))
+			continue
 		}
 		if !utf8.ValidString(lc.path) {
 			// Manifests carry names as UTF-8 text: such a name would arrive
@@ -402,6 +407,11 @@ func (p *pusher) flushPack(ctx context.Context) error {
 	id := envelope.RandomName()
 	for i := range pb.pending {
 		pb.pending[i].Data[0].Obj = id
+	}
+	// Noted before the upload: after a crash, cleanOrphans deletes it by
+	// name even when the listing does not show it yet.
+	if err := p.e.noteChunk(id, 0); err != nil {
+		return err
 	}
 	n, err := p.e.repo.PutStream(ctx, envelope.KindPack, protocol.DataName(p.e.cid, id), func(w io.Writer) error {
 		_, err := w.Write(pb.buf.Bytes())

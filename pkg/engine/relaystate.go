@@ -57,6 +57,20 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 		return err
 	}
 	e.dropOldHeads(ctx, heads)
+	own := false
+	for _, h := range heads {
+		if h.CID == e.cid && h.Manifest() {
+			own = true
+		}
+	}
+	if seq > 0 && !own {
+		// This client published, yet its head is gone: a wiped or replaced
+		// relay (or a listing that lags). Pushing on would fill a folder
+		// that is no repository any more.
+		if err := e.checkMarker(ctx); err != nil {
+			return err
+		}
+	}
 	for _, h := range heads {
 		if h.CID != e.cid || !h.Manifest() || h.Seq <= seq {
 			continue
@@ -65,6 +79,20 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 			return e.recoverPublish(ctx, h.Seq)
 		}
 		return fmt.Errorf("the relay has update %d from client %q, but this client only wrote up to %d: another escale uses the same client name on this repository; give each machine its own `client` name", h.Seq, e.opts.Client, seq)
+	}
+	return nil
+}
+
+// checkMarker verifies that the relay still holds this repository.
+func (e *Engine) checkMarker(ctx context.Context) error {
+	m, err := protocol.ReadMarker(ctx, e.relay)
+	switch {
+	case errors.Is(err, protocol.ErrNoRepository), errors.Is(err, protocol.ErrNotRepository):
+		return fmt.Errorf("the relay %s no longer holds repository %s (its escale.json is gone): it was wiped or replaced; nothing was changed locally (restore it with `escale restore`, or run `escale repair` to rebuild it from this client)", e.relay, e.repo.ID())
+	case err != nil:
+		return err
+	case m.Repository != e.repo.ID():
+		return fmt.Errorf("the relay %s now holds repository %s, not %s: it was replaced; nothing was changed locally", e.relay, m.Repository, e.repo.ID())
 	}
 	return nil
 }
@@ -437,17 +465,39 @@ func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list own data: %w", err)
 	}
+	// Uploads noted locally are found by name: a listing may lag behind.
+	listed := map[string]bool{}
+	for _, en := range entries {
+		listed[en.Name] = true
+	}
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketChunk)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, _ []byte) error {
+			if name := protocol.DataName(e.cid, string(k)); !listed[name] {
+				entries = append(entries, storage.Entry{Name: name})
+			}
+			return nil
+		})
+	}); err != nil {
+		return 0, err
+	}
 	n := 0
 	var gone []string
 	for _, en := range entries {
 		if en.IsDir || keep[path.Base(en.Name)] {
 			continue
 		}
-		if err := e.relay.Delete(ctx, en.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		err := e.relay.Delete(ctx, en.Name)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return n, fmt.Errorf("delete orphan %s: %w", en.Name, err)
 		}
 		gone = append(gone, path.Base(en.Name))
-		n++
+		if err == nil {
+			n++
+		}
 	}
 	return n, e.forgetChunks(gone)
 }

@@ -33,10 +33,14 @@
 // # Keys
 //
 // A Keyring is one key epoch: an age identity, a MAC key and a name key.
-// Key slots (WrapPassphrase, WrapIdentity, Unwrap) store every epoch's
-// keyring, age-encrypted to a passphrase (scrypt: run once per process) or to
-// a client's own age key. ObjectName derives opaque relay names with the name
-// key; RandomName makes random ones of the same shape.
+// NextKeyring makes the next epoch (new identity and MAC key, same name key,
+// so names survive a rotation). Key slots (WrapPassphrase, WrapIdentity,
+// Unwrap, OpenSlot) store every live epoch's keyring, age-encrypted to a
+// passphrase (scrypt: run once per process) or to an age key; WrapSlotKey
+// wraps a passphrase slot's slot key, to which its keyrings are encrypted so
+// an admin can rotate without knowing the passphrase. ObjectName derives
+// opaque relay names with the name key; RandomName makes random ones of the
+// same shape. Opener.Epoch tells an object's epoch from its age header.
 //
 // # Plain mode
 //

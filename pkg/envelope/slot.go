@@ -76,6 +76,16 @@ func WrapIdentity(krs []*Keyring, recipient age.Recipient) ([]byte, error) {
 }
 
 func wrap(krs []*Keyring, r age.Recipient) ([]byte, error) {
+	plain, err := MarshalKeyrings(krs)
+	if err != nil {
+		return nil, fmt.Errorf("wrap key slot: %w", err)
+	}
+	return ageEncrypt(plain, r)
+}
+
+// MarshalKeyrings returns the plaintext of a key slot holding krs: JSON with
+// every secret in clear. Only the local keyring cache stores it unencrypted.
+func MarshalKeyrings(krs []*Keyring) ([]byte, error) {
 	krs = slices.Clone(krs)
 	slices.SortFunc(krs, func(a, b *Keyring) int {
 		if a == nil || b == nil {
@@ -84,7 +94,7 @@ func wrap(krs []*Keyring, r age.Recipient) ([]byte, error) {
 		return cmp.Compare(a.Epoch, b.Epoch)
 	})
 	if err := checkKeyrings(krs); err != nil {
-		return nil, fmt.Errorf("wrap key slot: %w", err)
+		return nil, err
 	}
 	s := slotJSON{Format: slotFormat, Version: slotVersion}
 	for _, k := range krs {
@@ -97,10 +107,18 @@ func wrap(krs []*Keyring, r age.Recipient) ([]byte, error) {
 			Created:  k.Created,
 		})
 	}
-	plain, err := json.Marshal(s)
-	if err != nil {
-		return nil, fmt.Errorf("wrap key slot: %w", err)
+	return json.Marshal(s)
+}
+
+// UnmarshalKeyrings parses what MarshalKeyrings wrote, oldest epoch first.
+func UnmarshalKeyrings(plain []byte) ([]*Keyring, error) {
+	if len(plain) > maxSlotSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptSlot, maxSlotSize)
 	}
+	return decodeSlot(plain)
+}
+
+func ageEncrypt(plain []byte, r age.Recipient) ([]byte, error) {
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, r)
 	if err != nil {
@@ -145,20 +163,9 @@ func unwrap(slot []byte, maxLogN int, ids ...age.Identity) ([]*Keyring, error) {
 			s.SetMaxWorkFactor(maxLogN)
 		}
 	}
-	r, err := age.Decrypt(bytes.NewReader(slot), ids...)
+	plain, err := ageDecrypt(slot, ids)
 	if err != nil {
-		var noMatch *age.NoIdentityMatchError
-		if errors.As(err, &noMatch) {
-			return nil, fmt.Errorf("unwrap key slot: %w (check the passphrase or key file)", ErrWrongKey)
-		}
-		return nil, fmt.Errorf("unwrap key slot: %w: %v", ErrCorruptSlot, err)
-	}
-	plain, err := io.ReadAll(io.LimitReader(r, maxSlotSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("unwrap key slot: %w: %v", ErrCorruptSlot, err)
-	}
-	if len(plain) > maxSlotSize {
-		return nil, fmt.Errorf("unwrap key slot: %w: larger than %d bytes", ErrCorruptSlot, maxSlotSize)
+		return nil, fmt.Errorf("unwrap key slot: %w", err)
 	}
 	krs, err := decodeSlot(plain)
 	if err != nil {
@@ -197,6 +204,26 @@ func decodeSlot(plain []byte) ([]*Keyring, error) {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptSlot, err)
 	}
 	return krs, nil
+}
+
+// ageDecrypt opens a small age file with the first identity that fits.
+func ageDecrypt(data []byte, ids []age.Identity) ([]byte, error) {
+	r, err := age.Decrypt(bytes.NewReader(data), ids...)
+	if err != nil {
+		var noMatch *age.NoIdentityMatchError
+		if errors.As(err, &noMatch) {
+			return nil, fmt.Errorf("%w (check the passphrase or key file)", ErrWrongKey)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrCorruptSlot, err)
+	}
+	plain, err := io.ReadAll(io.LimitReader(r, maxSlotSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorruptSlot, err)
+	}
+	if len(plain) > maxSlotSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrCorruptSlot, maxSlotSize)
+	}
+	return plain, nil
 }
 
 // checkKeyrings requires keyrings of one repository with strictly

@@ -26,6 +26,11 @@ func (e *NameError) Error() string {
 	return msg + "; rename it on the machine where it was created"
 }
 
+// Portable is the OS for the rules every name on a relay must pass whatever
+// the reader's OS: a name that breaks them is hostile. Names that only the
+// reader's OS rejects are skipped there, one by one.
+const Portable = "linux"
+
 // ValidName checks a slash-separated relative name from the relay or the scanner. Names from the
 // relay may be hostile, so this is strict: a name that passes can be joined to the folder root
 // and stay below it, and is a legal file name on goos ("" means the running OS). Names that
@@ -44,9 +49,9 @@ func ValidName(name string, goos string) error {
 	if name[0] == '/' {
 		return bad("", "absolute path")
 	}
-	// A drive letter makes a name absolute (or drive-relative) on Windows; refuse it everywhere so
-	// that one relay serves every OS the same way.
-	if len(name) >= 2 && name[1] == ':' && isASCIILetter(name[0]) {
+	// A drive letter makes a name absolute (or drive-relative) on Windows; elsewhere "a:b.txt" is
+	// an ordinary name.
+	if goos == "windows" && len(name) >= 2 && name[1] == ':' && isASCIILetter(name[0]) {
 		return bad(name[:2], "drive letter")
 	}
 	for seg := range strings.SplitSeq(name, "/") {

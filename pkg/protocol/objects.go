@@ -165,7 +165,8 @@ func invalid(format string, args ...any) error {
 }
 
 // Validate checks a manifest read as seq from a client, before anything in
-// it is used. goos is the local OS, whose name rules apply.
+// it is used. Names are held to the rules of every OS (localfs.Portable);
+// goos is the local OS, kept for rules that may depend on it.
 func (m *Manifest) Validate(seq uint64, goos string) error {
 	if m.V != Version {
 		return invalid("manifest version %d, this escale reads %d", m.V, Version)
@@ -219,11 +220,13 @@ func (c *Change) Validate(goos string) error { return c.validate(goos, true) }
 
 // validate checks a change; index entries (withData false) carry no data.
 func (c *Change) validate(goos string, withData bool) error {
-	if err := localfs.ValidName(c.Path, goos); err != nil {
+	// Names this OS cannot hold are the engine's to skip (one file, not
+	// the whole manifest); these rules make a name hostile anywhere.
+	if err := localfs.ValidName(c.Path, localfs.Portable); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if c.From != "" {
-		if err := localfs.ValidName(c.From, goos); err != nil {
+		if err := localfs.ValidName(c.From, localfs.Portable); err != nil {
 			return fmt.Errorf("%w: rename source: %v", ErrInvalid, err)
 		}
 	}
@@ -344,7 +347,7 @@ func (w *Wants) Validate(goos string) error {
 		return invalid("wants version %d", w.V)
 	}
 	for _, it := range w.Items {
-		if err := localfs.ValidName(it.Path, goos); err != nil {
+		if err := localfs.ValidName(it.Path, localfs.Portable); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 		if !ValidCID(it.Holder) {

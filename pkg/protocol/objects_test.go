@@ -32,7 +32,7 @@ func TestValidateRefusesHostileManifests(t *testing.T) {
 		{"object", func(m *Manifest) { m.Objects = []string{"../x"} }, 7, "linux", "object id"},
 		{"dotdot", func(m *Manifest) { m.Changes[0].Path = "a/../../x" }, 7, "linux", `".."`},
 		{"rename-from", func(m *Manifest) { m.Changes[0].From = "/etc/passwd" }, 7, "linux", "rename source"},
-		{"reserved-on-windows", func(m *Manifest) { m.Changes[0].Path = "docs/CON.txt" }, 7, "windows", "reserved"},
+		{"control-in-name", func(m *Manifest) { m.Changes[0].Path = "docs/a\x01.txt" }, 7, "windows", "control"},
 		{"duplicate", func(m *Manifest) { m.Changes = append(m.Changes, m.Changes[0]) }, 7, "linux", "twice"},
 		{"no-version", func(m *Manifest) { m.Changes[0].Version = nil }, 7, "linux", "no version"},
 		{"version-id", func(m *Manifest) { m.Changes[0].Version = Vector{"x": 1} }, 7, "linux", "bad client id"},

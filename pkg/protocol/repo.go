@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"runtime/debug"
-	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -39,12 +37,22 @@ type Repo struct {
 	opener *envelope.Opener
 	keys   []*envelope.Keyring // every epoch, oldest first; nil when encryption = none
 	repoID [16]byte
+
+	creds      Credentials
+	slot       *ownSlot // the key slot this client opened
+	markerSeen uint32   // highest heads/epoch.<n> seen
+	owner      string   // client id whose objects this process reseals (SetOwner)
+	resealed   uint32   // newest epoch the owner's long-lived objects were resealed in
+	keyErr     error    // set once this client's key was found removed
 }
 
 // Credentials open a repository's key slots.
 type Credentials struct {
-	Passphrase string       // opens keys/passphrase.age
-	Identity   age.Identity // opens any identity slot
+	Passphrase string       // opens a passphrase slot
+	Identity   age.Identity // opens an identity slot
+	// CacheFile, when set, is the local key cache (0600, in the client's
+	// state folder): it spares later starts the scrypt run (keycache.go).
+	CacheFile string
 }
 
 func (c Credentials) identities() ([]age.Identity, error) {
@@ -100,32 +108,28 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 	r := &Repo{Relay: relay, Marker: m, repoID: repoID}
 	if encrypted {
 		m.Encryption = "age"
+		if creds.Passphrase == "" && creds.Identity == nil {
+			return nil, errors.New("create repository: a passphrase or an age identity is needed to encrypt it")
+		}
 		kr, err := envelope.NewKeyring(repoID, 1)
 		if err != nil {
 			return nil, err
 		}
-		r.keys = []*envelope.Keyring{kr}
+		r.keys, r.creds = []*envelope.Keyring{kr}, creds
+		r.setup()
 		if creds.Passphrase != "" {
-			slot, err := envelope.WrapPassphrase(r.keys, creds.Passphrase, opts...)
-			if err != nil {
+			if _, err := r.addPassphraseSlot(ctx, passSlotName, creds.Passphrase, "initial passphrase", opts); err != nil {
 				return nil, err
-			}
-			if _, err := relay.Put(ctx, slotName(passSlotName, repoID), bytes.NewReader(slot), int64(len(slot))); err != nil {
-				return nil, fmt.Errorf("write key slot: %w", err)
 			}
 		}
 		if x, ok := creds.Identity.(*age.X25519Identity); ok {
-			slot, err := envelope.WrapIdentity(r.keys, x.Recipient())
-			if err != nil {
+			id := kr.ObjectName([]byte("identity slot"), []byte(x.Recipient().String()))
+			if _, err := r.addIdentitySlot(ctx, id, x.Recipient(), "initial key"); err != nil {
 				return nil, err
 			}
-			name := slotName(kr.ObjectName([]byte("identity slot"), []byte(x.Recipient().String())), repoID)
-			if _, err := relay.Put(ctx, name, bytes.NewReader(slot), int64(len(slot))); err != nil {
-				return nil, fmt.Errorf("write key slot: %w", err)
+			if r.slot == nil {
+				r.slot = &ownSlot{stem: slotStem(id, repoID), key: x}
 			}
-		}
-		if creds.Passphrase == "" && creds.Identity == nil {
-			return nil, errors.New("create repository: a passphrase or an age identity is needed to encrypt it")
 		}
 	}
 	data, _ := json.MarshalIndent(m, "", "  ")
@@ -140,6 +144,9 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 	if got, err := ReadMarker(ctx, relay); err != nil || got.Repository != m.Repository {
 		return nil, ErrCreateRaced
 	}
+	if r.slot != nil {
+		r.unlocked(r.keys, *r.slot) // writes the key cache
+	}
 	r.setup()
 	return r, nil
 }
@@ -148,10 +155,11 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 // time; open it instead.
 var ErrCreateRaced = errors.New("another client created the repository at the same time")
 
-// slotName names a key slot. The repository id in the name keeps the slots
-// of two clients racing to create a repository apart.
-func slotName(label string, repoID [16]byte) string {
-	return KeysDir + "/" + label + "-" + hex.EncodeToString(repoID[:8]) + ".age"
+// slotStem names a key slot, without extension (keys.go). The repository id
+// in the name keeps the slots of two clients racing to create a repository
+// apart.
+func slotStem(id string, repoID [16]byte) string {
+	return KeysDir + "/" + id + "-" + hex.EncodeToString(repoID[:8])
 }
 
 // Open opens an existing repository, unlocking its keys with creds.
@@ -171,58 +179,9 @@ func Open(ctx context.Context, relay *storage.Relay, wantEncrypted bool, creds C
 		return nil, fmt.Errorf("the relay's repository uses encryption %q but the configuration says %q: escale never switches silently; fix the configuration", m.Encryption, want)
 	}
 	if wantEncrypted {
-		ids, err := creds.identities()
-		if err != nil {
+		r.creds = creds
+		if err := r.unlock(ctx); err != nil {
 			return nil, err
-		}
-		if len(ids) == 0 {
-			return nil, errors.New("the repository is encrypted: give passphrase_file, key_file or ESCALE_PASSPHRASE")
-		}
-		entries, err := relay.List(ctx, KeysDir)
-		if err != nil {
-			return nil, fmt.Errorf("list key slots: %w", err)
-		}
-		var damaged, foreign []string
-		wrong := 0
-		for _, e := range entries {
-			if e.IsDir || !strings.HasSuffix(e.Name, ".age") {
-				continue
-			}
-			slot, err := getAll(ctx, relay, e.Name, maxKeySlot)
-			if err != nil {
-				return nil, fmt.Errorf("read key slot %s: %w", e.Name, err)
-			}
-			krs, err := envelope.Unwrap(slot, ids...)
-			switch {
-			case errors.Is(err, envelope.ErrWrongKey):
-				wrong++
-				continue
-			case err != nil:
-				damaged = append(damaged, fmt.Sprintf("%s (%v)", e.Name, err))
-				continue
-			}
-			if krs[0].RepoID != repoID {
-				// Left by a client that lost a race to create the repository,
-				// or the marker or the slot was replaced.
-				foreign = append(foreign, e.Name)
-				continue
-			}
-			r.keys = krs
-			break
-		}
-		// A passphrase slot costs scrypt's 256 MiB once; give it back to
-		// the OS now rather than carry it for the life of a daemon.
-		debug.FreeOSMemory()
-		if r.keys == nil {
-			switch {
-			case len(damaged) > 0:
-				return nil, fmt.Errorf("no key slot opens with this key, and %d are damaged: %s; restore keys/ from a backup of the relay (if the passphrase or key is also wrong, fix it too)", len(damaged), strings.Join(damaged, "; "))
-			case len(foreign) > 0:
-				return nil, fmt.Errorf("key slot %s belongs to another repository than the one %s names: the relay's keys or its marker were replaced; restore them from a backup of the relay", strings.Join(foreign, ", "), MarkerName)
-			case wrong == 0:
-				return nil, errors.New("the relay has no key slot: it is damaged; restore keys/ from a backup of the relay")
-			}
-			return nil, fmt.Errorf("%w: no key slot of the relay opens with it; check passphrase_file, key_file or ESCALE_PASSPHRASE", envelope.ErrWrongKey)
 		}
 	}
 	r.setup()
@@ -349,10 +308,16 @@ func (r *Repo) OpenStream(ctx context.Context, kind envelope.Kind, name string, 
 	}{plain, rc}, nil
 }
 
-// ListHeads lists heads/: one request, the whole idle poll.
+// ListHeads lists heads/: one request, the whole idle poll. A key epoch
+// marker newer than this client knows makes it read its key slot again
+// first (a removed client gets ErrKeyRemoved here), and a client that owns
+// objects (SetOwner) reseals its long-lived ones in a new epoch once.
 func (r *Repo) ListHeads(ctx context.Context) ([]Head, error) {
 	entries, err := r.Relay.List(ctx, HeadsDir)
 	if err != nil {
+		return nil, err
+	}
+	if err := r.noteHeads(ctx, entries); err != nil {
 		return nil, err
 	}
 	heads := make([]Head, 0, len(entries))

@@ -33,6 +33,11 @@ func newHasher(s *Scanner) *hasher {
 	}
 }
 
+// tearWindow: a file changed this shortly before its read is read twice.
+// Timestamps move by clock ticks (milliseconds on local file systems), so a
+// write in the same tick as the previous one can go unseen by stat.
+const tearWindow = int64(100 * time.Millisecond)
+
 // run reads j's file until it gets a read during which nothing changed, and
 // fills j's outcome, hash and cache record.
 func (h *hasher) run(ctx context.Context, j *job) {
@@ -66,6 +71,15 @@ func (h *hasher) run(ctx context.Context, j *job) {
 			return
 		}
 		after := statOf(fi)
+		if err == nil && after.unchanged(before) && racy(before.ctimeNs, before.mtimeNs, t0, tearWindow) {
+			// Written just before the read: a write during the read may have
+			// left the timestamps as they were (one clock tick), so the hash
+			// counts only if a second read agrees.
+			again, _, err2 := h.hashOnce(ctx, j.dir.root, j.name, before)
+			if fi2, lerr := j.dir.root.Lstat(j.name); err2 != nil || again != sum || lerr != nil || !statOf(fi2).unchanged(before) {
+				err = errChanged
+			}
+		}
 		if err == nil && after.unchanged(before) {
 			j.entry.Hash = sum
 			j.entry.Racy = racy(before.ctimeNs, before.mtimeNs, t0, h.window)

@@ -15,6 +15,7 @@ import (
 	"github.com/rclone/rclone/fs/cache"
 	"github.com/rclone/rclone/fs/config"
 	"github.com/rclone/rclone/fs/config/configfile"
+	"github.com/rclone/rclone/lib/atexit"
 	"github.com/rclone/rclone/librclone/librclone"
 )
 
@@ -99,6 +100,9 @@ func initializeRclone() {
 	prevWriter, prevFlags, prevPrefix := log.Writer(), log.Flags(), log.Prefix()
 
 	librclone.Initialize()
+	// rclone's own SIGINT/SIGTERM handler (installed on its first copy)
+	// would os.Exit(143) in the middle of a transfer; escale stops cleanly.
+	atexit.IgnoreSignals()
 
 	fs.SetLogger(bridge)
 	slog.SetDefault(prevDefault)
