@@ -17,8 +17,9 @@ var commandSet = []func() *cli.Command{
 	statusCommand,
 	lsCommand,
 	importConfigCommand,
-	backupCommand, restoreCommand, migrateCommand,
 	keyCommand,
+	initCommand,
+	backupCommand, restoreCommand, migrateCommand,
 }
 
 // rcloneVersion reads the embedded rclone's module version from the build info.
