@@ -191,16 +191,21 @@ func (e *Engine) CID() string { return e.cid }
 // local state was synced with: a relay wiped or replaced must stop the
 // client, never look like "everything was deleted".
 func (e *Engine) openRepo(ctx context.Context) error {
-	var known string
+	var known, client string
 	if err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
 			return err
 		}
-		known = string(b.Get([]byte("repo")))
+		known, client = string(b.Get([]byte("repo"))), string(b.Get([]byte("client")))
 		return nil
 	}); err != nil {
 		return err
+	}
+	if client != "" && client != e.opts.Client {
+		// Two configurations sharing a state_dir and a repository name, or a
+		// renamed client: either way this state is not this client's.
+		return fmt.Errorf("the local state in %s belongs to client %q, not %q: give each configuration its own state_dir (or repository name); a client cannot be renamed in place", e.opts.StateDir, client, e.opts.Client)
 	}
 	if !e.opts.Encrypted {
 		e.log.Warn("encryption = none: whoever can read the relay sees every file name and content of this repository; only a new repository can be encrypted (encryption = \"age\")")
@@ -243,6 +248,9 @@ func (e *Engine) openRepo(ctx context.Context) error {
 			return err
 		}
 		if err := b.Put([]byte("repo"), []byte(repo.ID())); err != nil {
+			return err
+		}
+		if err := b.Put([]byte("client"), []byte(e.opts.Client)); err != nil {
 			return err
 		}
 		return b.Put([]byte("cid"), []byte(e.cid))

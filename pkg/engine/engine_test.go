@@ -469,6 +469,26 @@ func TestWrongPassphrase(t *testing.T) {
 	}
 }
 
+// TestStateOfAnotherClientRefused: two configurations that share a
+// state_dir and a repository name must not share the state (the second
+// would push its folder as the first client's edits).
+func TestStateOfAnotherClientRefused(t *testing.T) {
+	w := newWorld(t)
+	a := w.client("alpha")
+	a.round()
+	if err := a.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := storage.Open(context.Background(), w.relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(context.Background(), relay, Options{Name: "t", Path: t.TempDir(), Client: "beta", StateDir: filepath.Join(w.root, "state-alpha"), Encrypted: true, Credentials: protocol.Credentials{Passphrase: "correct horse battery staple"}})
+	if err == nil || !strings.Contains(err.Error(), `belongs to client "alpha", not "beta"`) {
+		t.Fatalf("a client opened another client's state: %v", err)
+	}
+}
+
 func TestHostileManifestRejected(t *testing.T) {
 	w := newWorld(t)
 	a, b := w.client("alpha"), w.client("beta")
