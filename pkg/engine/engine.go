@@ -169,6 +169,7 @@ func New(ctx context.Context, relay *storage.Relay, opts Options) (*Engine, erro
 		e.Close()
 		return nil, err
 	}
+	e.cleanStaging()
 	return e, nil
 }
 

@@ -375,7 +375,7 @@ func (e *Engine) serveWants(ctx context.Context, heads []protocol.Head, lv *loca
 }
 
 func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants, lv *localView, res *Result) error {
-	p := &pusher{e: e, res: res, states: map[string]*fileState{}, pack: newPackBuilder(e.packSize())}
+	p := &pusher{e: e, res: res, states: map[string]*fileState{}, pack: newPackBuilder(e.packSize()), republishing: true}
 	if e.opts.Quota > 0 {
 		u, err := e.relayUsage(ctx)
 		if err != nil {

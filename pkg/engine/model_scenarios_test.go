@@ -106,11 +106,9 @@ func TestModelStaleMetadataAfterFailedDelete(t *testing.T) {
 
 // A client publishes v4 without seeing a concurrent v2 (listing lag), then
 // edits the file again with an older mtime (a skewed clock, a restored
-// file). Pulling v2, it weighs v2 only against that local edit, which
-// loses, and adopts v2, while every other client weighed v2 against v4 and
-// kept v4: the folders differ forever.
+// file). Its local edit goes out before v2 is judged, and every client
+// picks the same winner from the same set of versions (conflict.go).
 func TestModelConflictWithSkewedLocalEdit(t *testing.T) {
-	knownBug(t, "pull.go puller.change, case modified: the incoming version is weighed only against the local edit, not against the synced state it is concurrent with, so this client's winner differs from the others'")
 	w := registered(t, shared("a", "b", "c"))
 	a, b := w.clients[0], w.clients[1]
 	t2, t4 := w.mtime(0), w.mtime(0)
@@ -241,10 +239,10 @@ func TestModelQuotaSmallerThanData(t *testing.T) {
 	w.checkInvariants()
 }
 
-// A file with chunks bigger than the quota can still be sent: chunks are
-// never bigger than half the quota (PROTOCOL.md §12).
+// A file bigger than the quota still goes through: chunks are never bigger
+// than half the quota, and what fits is published as a part, which the
+// puller keeps aside and acknowledges to make room (PROTOCOL.md §12).
 func TestModelQuotaSmallerThanAChunk(t *testing.T) {
-	knownBug(t, "chunks are now at most half the quota, but a FILE bigger than the free quota still waits forever: its chunks are only published with the whole file, so no puller can consume them and free space (needs partial-file manifests, PROTOCOL.md §12)")
 	const quota = 3 << 20
 	specs := shared("a", "b")
 	for i := range specs {
@@ -379,14 +377,10 @@ func crashAt(t *testing.T, role string, fault faulty.Fault, k int) bool {
 	return false
 }
 
-// A deletion and a concurrent older edit: "a modification beats a
-// deletion" and "the later mtime wins" are applied pairwise as versions
-// arrive, and the outcome depends on the order. Here b's edit (older mtime)
-// loses to a's edit on b, which then takes a's deletion; a and c see the
-// deletion first and b's edit then beats it: they resurrect the file b
-// itself dropped.
+// A deletion and a concurrent older edit, seen in different orders: judged
+// pairwise as versions arrive, the outcome depended on the order; judged
+// from the register (every version no other dominates) it does not.
 func TestModelDeleteVersusOlderConcurrentEdit(t *testing.T) {
-	knownBug(t, "pull.go wins(): the conflict rules are not transitive across a causal chain (v4 beats v1 by mtime, delete(v4) descends from v4, v1 beats the delete as a modification), so clients that see the versions in different orders keep different winners")
 	w := registered(t, shared("a", "b", "c"))
 	a, b, c := w.clients[0], w.clients[1], w.clients[2]
 	b.write("p", []byte("v1 by b, older"), w.mtime(0))
@@ -405,11 +399,9 @@ func TestModelDeleteVersusOlderConcurrentEdit(t *testing.T) {
 
 // A big file's new version carries only the chunks its pusher's base lacks.
 // A puller that does not hold that base (here it edited the file
-// concurrently and lost the conflict) has to download every chunk, and the
-// unchanged ones are not on the relay: the pusher never sent them under its
-// prefix, or they were collected with the base's manifest. It waits forever.
+// concurrently and lost the conflict) finds the unchanged chunks on neither
+// side, and asks the pusher to send the file again, whole.
 func TestModelDeltaToAPullerWithoutTheBase(t *testing.T) {
-	knownBug(t, "push.go addBig skips the chunks of the pusher's own base (st.Chunks), assuming every expected puller holds that base; pull.go apply then fetches the missing chunks from the pusher's prefix, where they never were (or were collected with the base): \"data of p is not on the relay\" forever, with no republish fallback")
 	w := registered(t, shared("a", "b", "c"))
 	a, c := w.clients[0], w.clients[2]
 	w.versions++

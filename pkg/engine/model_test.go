@@ -88,7 +88,6 @@ func modelRapidDefaults(t *testing.T, checks int) {
 // empties and that no temp file shows. Rerun a failure with the -rapid.seed
 // it prints.
 func TestModelRandomHistories(t *testing.T) {
-	knownBug(t, "its histories hit the bugs of TestModelOrphanHiddenByListingLag, TestModelConflictWithSkewedLocalEdit, TestModelDeleteVersusOlderConcurrentEdit, TestModelDeltaToAPullerWithoutTheBase, TestModelTruncatedAcksBlockOthers, TestModelResumeReusesACutChunk, TestModelConservativeKeepsItsOwnFile and TestModelCrashAtEveryPullCall")
 	modelRapidDefaults(t, 20)
 	base := t.TempDir()
 	rapid.Check(t, func(rt *rapid.T) { runModel(t, rt, base, fullModel) })

@@ -386,6 +386,9 @@ func (p *puller) change(ctx context.Context, f *fetcher, c *protocol.Change) err
 	if !access.Write {
 		return nil // w-: never written by a pull
 	}
+	if c.Kind == protocol.KindPart {
+		return p.stage(ctx, f, c)
+	}
 	st, err := e.loadState(c.Path)
 	if err != nil {
 		return err
@@ -622,8 +625,19 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		}
 		if src == nil {
 			r := &fileReader{ctx: ctx, f: f, refs: c.Data, chunked: c.Size > SmallFile, want: c.Hash, h: blake3.New()}
-			if st, _ := e.loadState(c.Path); r.chunked && st != nil && le != nil && sameAsState(le, st) {
-				r.local = e.localChunks(c.Path, st)
+			if r.chunked {
+				var base func(string) []byte
+				if st, _ := e.loadState(c.Path); st != nil && le != nil && sameAsState(le, st) {
+					base = e.localChunks(c.Path, st)
+				}
+				r.local = func(h string) []byte {
+					if base != nil {
+						if b := base(h); b != nil {
+							return b
+						}
+					}
+					return e.stagedChunk(h)
+				}
 			}
 			src = r
 		}
@@ -640,6 +654,7 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 			return fmt.Errorf("write %s: %w", c.Path, err)
 		}
 		ns.Chunks = chunkRefs(c)
+		e.unstage(ns.Chunks)
 		p.res.Pulled++
 		p.touched = true
 		p.observe(c.Path, c.Hash)
@@ -659,12 +674,17 @@ func (p *puller) makeRoom(c *protocol.Change) (skip bool, err error) {
 		}
 		dir := c.Path[:i]
 		le := p.lv.entries[dir]
-		if le == nil {
-			continue
+		if le == nil || le.Kind != scan.File {
+			continue // a symlink is never moved: the write is refused below
 		}
 		st, err := p.e.loadState(dir)
 		if err != nil {
 			return false, err
+		}
+		if st != nil && st.By == c.By {
+			// Its own author sends a folder there without deleting the file
+			// first: not a clash of two clients; refused below.
+			continue
 		}
 		if _, modified := p.lv.modified(dir, st); st != nil && st.By != p.e.opts.Client && !modified {
 			// Another client's file: its author keeps the conflict copy;

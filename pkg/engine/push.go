@@ -89,6 +89,10 @@ type pusher struct {
 	pack    *packBuilder
 	usage   int64 // relay usage, for the quota
 	full    bool  // quota reached: the rest waits
+	// parts: files sent in parts by this push (parts.go).
+	parts map[string]*delivered
+	// republishing: a republish makes no parts and skips no chunk.
+	republishing bool
 	// existing holds this client's data objects already on the relay (chunks
 	// of an interrupted push), listed once when a big file is pushed.
 	existing map[string]int64 // id → stored size
@@ -222,6 +226,9 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 			if err := putU64(bs[0], "clock", p.clock); err != nil {
 				return err
 			}
+			if err := recordParts(tx, p); err != nil {
+				return err
+			}
 			for path, st := range p.states {
 				if err := putJSON(bs[1], []byte(path), st); err != nil {
 					return err
@@ -340,6 +347,25 @@ func (p *pusher) add(ctx context.Context, lc localChange, from string) error {
 		return nil // gone since the scan: the next round sees the deletion
 	}
 	return err
+}
+
+// addPart publishes the chunks of a file sent so far, when the rest does
+// not fit: pullers keep them aside, and their acknowledgements free the
+// relay for the next ones (parts.go).
+func (p *pusher) addPart(c *protocol.Change, sent []protocol.Ref) {
+	if len(sent) == 0 || p.republishing {
+		return
+	}
+	p.changes = append(p.changes, protocol.Change{Path: c.Path, Kind: protocol.KindPart, Version: c.Version, By: c.By, Hash: c.Hash, Size: c.Size, Data: sent})
+	d := &delivered{Hash: c.Hash}
+	for _, r := range sent {
+		d.Chunks = append(d.Chunks, r.Hash)
+	}
+	if p.parts == nil {
+		p.parts = map[string]*delivered{}
+	}
+	p.parts[c.Path] = d
+	p.res.Waiting = append(p.res.Waiting, fmt.Sprintf("%s is bigger than the relay's free space: sent in parts (%d chunks now)", c.Path, len(sent)))
 }
 
 func (p *pusher) commit(c protocol.Change, chunks []protocol.Ref) {
@@ -466,6 +492,17 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 			have[r.Hash] = true
 		}
 	}
+	if !p.republishing {
+		// Chunks sent earlier as parts wait in the pullers' staging folders.
+		sent, err := p.e.deliveredChunks(c.Path, c.Hash)
+		if err != nil {
+			return err
+		}
+		for h := range sent {
+			have[h] = true
+		}
+	}
+	var sent []protocol.Ref // this push's chunks of the file, for a part
 	whole := blake3.New()
 	var limit int64
 	if p.e.opts.Quota > 0 {
@@ -492,9 +529,11 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 			have[h] = true
 			p.objects = append(p.objects, id) // reused: now referenced, so kept
 			p.sizes = append(p.sizes, 0)
+			sent = append(sent, ref)
 		}
 		if !have[h] {
 			if !p.fits(int64(chunk.Length) + 4096) {
+				p.addPart(c, sent)
 				return nil
 			}
 			// The envelope compresses chunks that compress.
@@ -510,6 +549,7 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 			if err := p.e.noteChunk(id, n); err != nil {
 				return err
 			}
+			sent = append(sent, ref)
 		}
 		refs = append(refs, ref)
 	}

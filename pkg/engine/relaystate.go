@@ -58,9 +58,20 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 	}
 	e.dropOldHeads(ctx, heads)
 	own := false
+	var ownSeq uint64
 	for _, h := range heads {
 		if h.CID == e.cid && h.Manifest() {
 			own = true
+			ownSeq = max(ownSeq, h.Seq)
+		}
+	}
+	if seq > 0 && own && ownSeq < seq && publishing != seq {
+		// This client's newest head is missing while older ones are there: a
+		// relay put back from an older copy (or a listing that lags).
+		if _, err := e.relay.Stat(ctx, protocol.Head{CID: e.cid, Seq: seq}.Name()); errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("the relay was rolled back: it shows this client's update %d but not %d, which this client published; nothing was changed locally (put back a newer copy of the relay, or start this client afresh)", ownSeq, seq)
+		} else if err != nil {
+			return err
 		}
 	}
 	if seq > 0 && !own {

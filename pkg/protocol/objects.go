@@ -67,6 +67,9 @@ const (
 	KindFile    ChangeKind = "file"
 	KindSymlink ChangeKind = "symlink"
 	KindDelete  ChangeKind = "delete"
+	// KindPart carries chunks of a file too big for the relay's free
+	// space: pullers keep them aside until the file's own change arrives.
+	KindPart ChangeKind = "part"
 )
 
 // Ref locates bytes of a file in a data object: a slice of a pack's
@@ -133,7 +136,7 @@ func validKindHash(k ChangeKind, hash, path string) error {
 	switch k {
 	case KindDelete:
 		return nil
-	case KindFile, KindSymlink:
+	case KindFile, KindSymlink, KindPart:
 	default:
 		return invalid("%q: unknown kind %q", path, k)
 	}
@@ -253,9 +256,15 @@ func (c *Change) validate(goos string, withData bool) error {
 		if err := validKindHash(r.Kind, r.Hash, c.Path); err != nil {
 			return err
 		}
+		if r.Kind == KindPart {
+			return invalid("%q: a rival cannot be a part", c.Path)
+		}
 	}
 	if err := validKindHash(c.Kind, c.Hash, c.Path); err != nil || c.Kind == KindDelete {
 		return err
+	}
+	if c.Kind == KindPart && (!withData || c.From != "" || len(c.Rivals) > 0 || c.Origin != nil) {
+		return invalid("%q: a part belongs in a manifest, alone", c.Path)
 	}
 	if c.Size < 0 {
 		return invalid("%q: negative size", c.Path)
@@ -282,7 +291,7 @@ func (c *Change) validate(goos string, withData bool) error {
 		}
 		total += r.Size
 	}
-	if c.From == "" && total != c.Size {
+	if c.From == "" && c.Kind != KindPart && total != c.Size {
 		return invalid("%q: data references hold %d bytes for a %d-byte file", c.Path, total, c.Size)
 	}
 	return nil
