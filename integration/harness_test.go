@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/escale-sync/escale/pkg/engine"
 )
 
 // tempPrefix is escale's temp file prefix (pkg/localfs.DefaultTempPrefix),
@@ -570,6 +572,9 @@ func (w *world) converge(maxPasses int) (int, map[string]int) {
 			w.t.Errorf("stopping the daemon: %v\n%s", err, tail(c.logPath, 30))
 		}
 	}
+	// A file written just before the stop waits out escale's settle time
+	// (it could be mid-rewrite); after it, every pass sees all there is.
+	time.Sleep(engine.DefaultSettle + 200*time.Millisecond)
 	codes := map[string]int{}
 	quiet := 0
 	prev := w.snapshot()

@@ -60,8 +60,15 @@ func mustRun(t *testing.T, want int, args ...string) string {
 
 func writeFiles(t *testing.T, folder string, n int) {
 	t.Helper()
+	// Written a minute ago: a file changed within escale's settle time
+	// would wait for the next round.
+	past := time.Now().Add(-time.Minute)
 	for i := range n {
-		if err := os.WriteFile(filepath.Join(folder, fmt.Sprintf("f%02d.txt", i)), []byte(strings.Repeat("x", i*100)), 0o644); err != nil {
+		name := filepath.Join(folder, fmt.Sprintf("f%02d.txt", i))
+		if err := os.WriteFile(name, []byte(strings.Repeat("x", i*100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(name, past, past); err != nil {
 			t.Fatal(err)
 		}
 	}

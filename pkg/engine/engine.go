@@ -50,8 +50,12 @@ type Options struct {
 	MaxPackSize     int64         // 0: DefaultMaxPackSize
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
-	DryRun          bool          // rounds only say what they would do (Result.Plan)
-	Filter          *filter.Filter
+	// Settle: a synced file changed less than this long ago is pushed by a
+	// later round — a program may be rewriting it in place, and a snapshot
+	// taken between two of its writes would be a torn version. 0: no wait.
+	Settle time.Duration
+	DryRun bool // rounds only say what they would do (Result.Plan)
+	Filter *filter.Filter
 	// IndexBy and IndexN page the relay index: "hash" with N pages, or
 	// "topdir" keeping paths that share their first N folders on one page.
 	// "" picks hash paging sized to the tree.
@@ -73,6 +77,8 @@ const (
 	DefaultMaxPackSize   = 16 << 20
 	DefaultPullerTimeout = 30 * 24 * time.Hour
 	DefaultMaxDelete     = 50
+	// DefaultSettle is the Settle the escale program uses.
+	DefaultSettle = time.Second
 	// SmallFile is the largest file that travels in a pack; bigger ones are chunked.
 	SmallFile = 1 << 20
 )

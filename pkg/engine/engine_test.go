@@ -616,3 +616,37 @@ func TestFiltersAndConservative(t *testing.T) {
 		t.Fatalf("the conservative client's own file was overwritten: %q", got)
 	}
 }
+
+// TestSettleLeavesAFileBeingWritten: a synced file changed within Settle is
+// left for a later round (a program rewriting it in place would otherwise
+// have a snapshot between two of its writes pushed), then goes.
+func TestSettleLeavesAFileBeingWritten(t *testing.T) {
+	w := newWorld(t)
+	a := w.client("alpha", func(o *Options) { o.Settle = time.Hour })
+	b := w.client("beta")
+	a.write("f.txt", "one", fixedTime())
+	a.write("new.txt", "new files go at once", time.Time{})
+	a.round()
+	b.round()
+	if got, _ := b.read("f.txt"); got != "one" {
+		t.Fatalf("beta has %q", got)
+	}
+	if got, _ := b.read("new.txt"); got != "new files go at once" {
+		t.Fatalf("a new file waited: beta has %q", got)
+	}
+	a.write("f.txt", "two, being written", time.Time{}) // mtime: now
+	res := a.round()
+	if msg := strings.Join(res.Waiting, "; "); !strings.Contains(msg, "f.txt is being written") {
+		t.Fatalf("the round does not say f.txt waits: %q", msg)
+	}
+	b.round()
+	if got, _ := b.read("f.txt"); got != "one" {
+		t.Fatalf("a file changed a moment ago was pushed: beta has %q", got)
+	}
+	a.write("f.txt", "two, written", fixedTime().Add(time.Minute)) // still for long
+	a.round()
+	b.round()
+	if got, _ := b.read("f.txt"); got != "two, written" {
+		t.Fatalf("the settled file did not go: beta has %q", got)
+	}
+}

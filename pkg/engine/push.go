@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"time"
 	"unicode/utf8"
 
 	"github.com/zeebo/blake3"
@@ -111,6 +112,11 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 			return err
 		} else if !a.Read {
 			continue // r-: never pushed from here
+		}
+		if e.opts.Settle > 0 && lc.le != nil && lc.st != nil && lc.st.Kind != protocol.KindDelete && !lc.retire &&
+			e.opts.Now().Sub(time.Unix(0, lc.le.MTime)) < e.opts.Settle {
+			res.Waiting = append(res.Waiting, fmt.Sprintf("%s is being written; it goes once it has been still for %s", lc.path, e.opts.Settle))
+			continue
 		}
 		if err := localfs.ValidName(lc.path, localfs.Portable); err != nil {
 			res.Problems = append(res.Problems, fmt.Sprintf("%v; it is not synced", err))
