@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,10 +124,17 @@ func (e *Engine) publishIndex(ctx context.Context, files int) error {
 				pages[i] = true
 			}
 		}
+		keys := make([][]byte, 0, len(dirty))
 		for _, p := range dirty {
 			pg := e.pageOf(p, n)
 			pages[pg] = true
-			if err := bs[0].Put(pageKey(pg, p), nil); err != nil {
+			keys = append(keys, pageKey(pg, p))
+		}
+		// In key order: bbolt shifts its leaf for every out-of-order insert
+		// of a transaction, which made a big first sync quadratic.
+		slices.SortFunc(keys, bytes.Compare)
+		for _, k := range keys {
+			if err := bs[0].Put(k, nil); err != nil {
 				return err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
@@ -188,4 +189,16 @@ func (e *Engine) forgetChunks(ids []string) error {
 		}
 		return nil
 	})
+}
+
+// sortedKeys lists a map's keys in order. Writes to bbolt go in key order:
+// within one transaction every out-of-order insert shifts the bucket's leaf,
+// which made the first sync of a big tree quadratic.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -337,7 +337,8 @@ func (e *Engine) flushState() error {
 		if err != nil {
 			return err
 		}
-		for path, st := range e.staged {
+		for _, path := range sortedKeys(e.staged) { // key order: see sortedKeys
+			st := e.staged[path]
 			if err := putJSON(bs[0], []byte(path), st); err != nil {
 				return err
 			}
@@ -348,7 +349,8 @@ func (e *Engine) flushState() error {
 				return err
 			}
 		}
-		for path, w := range e.stagedWants {
+		for _, path := range sortedKeys(e.stagedWants) {
+			w := e.stagedWants[path]
 			if err := putJSON(bs[2], []byte(path), w); err != nil {
 				return err
 			}

@@ -235,7 +235,8 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 			if err := recordParts(tx, p); err != nil {
 				return err
 			}
-			for path, st := range p.states {
+			for _, path := range sortedKeys(p.states) {
+				st := p.states[path]
 				if err := putJSON(bs[1], []byte(path), st); err != nil {
 					return err
 				}
@@ -394,10 +395,14 @@ func (p *pusher) readLocal(path, want string, size int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, size+1))
-	if err != nil {
+	// One read into a buffer of the scanned size (+1 to see growth), not
+	// io.ReadAll's doubling from 512 bytes.
+	data := make([]byte, size+1)
+	n, err := io.ReadFull(f, data)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
+	data = data[:n]
 	sum := blake3.Sum256(data)
 	if hex.EncodeToString(sum[:]) != want {
 		return nil, errUnstable
