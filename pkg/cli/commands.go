@@ -18,6 +18,7 @@ var commandSet = []func() *cli.Command{
 	lsCommand,
 	importConfigCommand,
 	keyCommand,
+	repairCommand,
 	initCommand,
 	backupCommand, restoreCommand, migrateCommand,
 }

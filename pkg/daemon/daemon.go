@@ -36,6 +36,8 @@ type Options struct {
 	Prompt          io.Writer // where the prompt is written
 	// Metrics receives every round's figures; nil: none (see ServeMetrics).
 	Metrics *metrics.Metrics
+	// Repair rebuilds a wiped or replaced relay (escale repair).
+	Repair *engine.Repair
 
 	// alerts runs on_error and mails maintainers; set by Run and Once.
 	alerts *alert.Notifier
@@ -92,7 +94,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
-		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: engine.DefaultSettle,
+		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: engine.DefaultSettle, Repair: o.Repair,
 		IndexBy: r.Index.Kind, IndexN: r.Index.N,
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,

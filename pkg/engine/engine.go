@@ -50,6 +50,8 @@ type Options struct {
 	MaxPackSize     int64         // 0: DefaultMaxPackSize
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
+	// Repair, when set, rebuilds a wiped or replaced relay (repair.go).
+	Repair *Repair
 	// Settle: a synced file changed less than this long ago is pushed by a
 	// later round — a program may be rewriting it in place, and a snapshot
 	// taken between two of its writes would be a torn version. 0: no wait.
@@ -225,9 +227,14 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	if errors.Is(err, protocol.ErrNoRepository) && e.opts.DryRun {
 		return fmt.Errorf("the relay %s holds no repository yet; the first real run creates it (a dry run changes nothing)", e.relay)
 	}
-	if errors.Is(err, protocol.ErrNoRepository) {
+	reset := false
+	if e.opts.Repair != nil && known != "" {
+		if repo, reset, err = e.repairOpen(ctx, repo, err, known, creds); err != nil {
+			return err
+		}
+	} else if errors.Is(err, protocol.ErrNoRepository) {
 		if known != "" {
-			return fmt.Errorf("the relay %s is empty but this client synced repository %s there: the relay was wiped or the configuration points elsewhere; nothing was changed locally (run `escale repair` to rebuild the relay from this client)", e.relay, known)
+			return fmt.Errorf("the relay %s is empty but this client synced repository %s there: the relay was wiped or the configuration points elsewhere; nothing was changed locally (rebuild it with `escale repair`, or restore a backup)", e.relay, known)
 		}
 		e.log.Info("creating a new repository on the relay", "relay", e.relay.String())
 		repo, err = protocol.Create(ctx, e.relay, e.opts.Encrypted, creds, e.opts.KeyOptions...)
@@ -239,8 +246,8 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if known != "" && known != repo.ID() {
-		return fmt.Errorf("the relay %s holds repository %s but this client synced repository %s: the relay was replaced; nothing was changed locally", e.relay, repo.ID(), known)
+	if known != "" && known != repo.ID() && !reset {
+		return fmt.Errorf("the relay %s holds repository %s but this client synced repository %s: the relay was replaced; nothing was changed locally (if another client started a new repository there with `escale repair --new`, join it with `escale repair --new`)", e.relay, repo.ID(), known)
 	}
 	e.repo = repo
 	e.cid = repo.CID(e.opts.Client)
@@ -249,6 +256,11 @@ func (e *Engine) openRepo(ctx context.Context) error {
 		return nil
 	}
 	repo.SetOwner(e.cid) // reseals this client's records after a key rotation
+	if reset {
+		if err := e.resetRelayState(known != repo.ID()); err != nil {
+			return err
+		}
+	}
 	return e.db.Update(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {

@@ -45,24 +45,33 @@ func (e *Engine) register(ctx context.Context) error {
 // manifest this client was publishing when it stopped is its own: the
 // local state is completed from the manifest.
 func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error {
-	var seq, publishing uint64
+	var seq, publishing, ackGen uint64
 	if err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
 			return err
 		}
-		seq, publishing = getU64(b, "seq"), getU64(b, "publishing")
+		seq, publishing, ackGen = getU64(b, "seq"), getU64(b, "publishing"), getU64(b, "ackgen")
 		return nil
 	}); err != nil {
 		return err
 	}
 	e.dropOldHeads(ctx, heads)
-	own := false
+	own, ownAck := false, false
 	var ownSeq uint64
 	for _, h := range heads {
 		if h.CID == e.cid && h.Manifest() {
 			own = true
 			ownSeq = max(ownSeq, h.Seq)
+		}
+		if h.CID == e.cid && h.Ack {
+			ownAck = true
+		}
+	}
+	if seq == 0 && ackGen > 0 && !ownAck {
+		// A client that only pulls has an acknowledgement head instead.
+		if err := e.checkMarker(ctx); err != nil {
+			return err
 		}
 	}
 	if seq > 0 && own && ownSeq < seq && publishing != seq {
@@ -79,6 +88,11 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 		// relay (or a listing that lags). Pushing on would fill a folder
 		// that is no repository any more.
 		if err := e.checkMarker(ctx); err != nil {
+			return err
+		}
+		// The repository is there but not this client's head: the relay
+		// was rebuilt (`escale repair`), or lost objects.
+		if err := e.healOwnRecords(ctx, seq); err != nil {
 			return err
 		}
 	}
@@ -103,7 +117,7 @@ func (e *Engine) checkMarker(ctx context.Context) error {
 	case err != nil:
 		return err
 	case m.Repository != e.repo.ID():
-		return fmt.Errorf("the relay %s now holds repository %s, not %s: it was replaced; nothing was changed locally", e.relay, m.Repository, e.repo.ID())
+		return fmt.Errorf("the relay %s now holds repository %s, not %s: it was replaced; nothing was changed locally (if another client started a new repository there with `escale repair --new`, join it with `escale repair --new`)", e.relay, m.Repository, e.repo.ID())
 	}
 	return nil
 }

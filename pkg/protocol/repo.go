@@ -100,8 +100,29 @@ func ReadMarker(ctx context.Context, relay *storage.Relay) (*Marker, error) {
 // first, the marker last, so a folder with a marker always has its keys.
 // With encrypted false, creds are ignored and the repository is plain.
 func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Credentials, opts ...envelope.Option) (*Repo, error) {
+	return create(ctx, relay, encrypted, creds, nil, opts)
+}
+
+// Recreate writes a repository's key slot and marker again into an empty
+// relay folder, with the keyrings of an export (`escale key export`): the
+// same repository id and keys, so clients that synced it carry on.
+func Recreate(ctx context.Context, relay *storage.Relay, creds Credentials, keyrings []*envelope.Keyring, opts ...envelope.Option) (*Repo, error) {
+	if len(keyrings) == 0 {
+		return nil, errors.New("recreate repository: no keyrings")
+	}
+	return create(ctx, relay, true, creds, keyrings, opts)
+}
+
+func create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Credentials, keyrings []*envelope.Keyring, opts []envelope.Option) (*Repo, error) {
 	var repoID [16]byte
-	if _, err := rand.Read(repoID[:]); err != nil {
+	if len(keyrings) > 0 {
+		repoID = keyrings[0].RepoID
+		for _, kr := range keyrings {
+			if kr.RepoID != repoID {
+				return nil, errors.New("recreate repository: the keyrings belong to different repositories")
+			}
+		}
+	} else if _, err := rand.Read(repoID[:]); err != nil {
 		return nil, err
 	}
 	m := &Marker{Format: MarkerFormat, Version: Version, Repository: hex.EncodeToString(repoID[:]), Encryption: "none", Created: time.Now().UTC().Truncate(time.Second)}
@@ -111,11 +132,16 @@ func Create(ctx context.Context, relay *storage.Relay, encrypted bool, creds Cre
 		if creds.Passphrase == "" && creds.Identity == nil {
 			return nil, errors.New("create repository: a passphrase or an age identity is needed to encrypt it")
 		}
-		kr, err := envelope.NewKeyring(repoID, 1)
-		if err != nil {
-			return nil, err
+		krs := keyrings
+		if len(krs) == 0 {
+			kr, err := envelope.NewKeyring(repoID, 1)
+			if err != nil {
+				return nil, err
+			}
+			krs = []*envelope.Keyring{kr}
 		}
-		r.keys, r.creds = []*envelope.Keyring{kr}, creds
+		kr := krs[len(krs)-1]
+		r.keys, r.creds = krs, creds
 		r.setup()
 		if creds.Passphrase != "" {
 			if _, err := r.addPassphraseSlot(ctx, passSlotName, creds.Passphrase, "initial passphrase", opts); err != nil {

@@ -164,6 +164,19 @@ func (t *Tx) Bucket(name string) (*Bucket, error) {
 	return &Bucket{b: b, name: name}, nil
 }
 
+// DeleteBucket drops the bucket called name and everything in it; a
+// missing bucket is no error.
+func (t *Tx) DeleteBucket(name string) error {
+	if name == "" {
+		return errors.New("state: empty bucket name")
+	}
+	err := t.tx.DeleteBucket([]byte(userBucketPrefix + name))
+	if err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		return fmt.Errorf("state: delete bucket %q: %w", name, err)
+	}
+	return nil
+}
+
 // Bucket is a named key/value space. Keys sort bytewise.
 type Bucket struct {
 	b    *bolt.Bucket // nil: missing bucket in a read-only transaction

@@ -1,0 +1,104 @@
+package engine
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/escale-sync/escale/pkg/envelope"
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+)
+
+// Repair rebuilds a relay that lost its repository, from the clients'
+// state (PROTOCOL.md §14). Every client keeps its folder and its synced
+// state; what the relay lost, each client publishes again.
+type Repair struct {
+	// Keyrings of an `escale key export`: the relay gets the same
+	// repository back (id and keys), and the other clients carry on.
+	Keyrings []*envelope.Keyring
+	// New starts a new repository (new id and keys) on an empty relay, or
+	// joins the one another client started that way.
+	New bool
+}
+
+// repairOpen opens the relay for a repair; reset says the client's relay
+// bookkeeping must start over.
+func (e *Engine) repairOpen(ctx context.Context, repo *protocol.Repo, openErr error, known string, creds protocol.Credentials) (*protocol.Repo, bool, error) {
+	rp := e.opts.Repair
+	switch {
+	case errors.Is(openErr, protocol.ErrNoRepository) && len(rp.Keyrings) > 0:
+		if id := hex.EncodeToString(rp.Keyrings[0].RepoID[:]); id != known {
+			return nil, false, fmt.Errorf("the key export is of repository %s, but this client synced repository %s", id, known)
+		}
+		e.log.Warn("rebuilding the relay's repository from a key export", "relay", e.relay.String(), "repository", known)
+		r, err := protocol.Recreate(ctx, e.relay, creds, rp.Keyrings, e.opts.KeyOptions...)
+		return r, true, err
+	case errors.Is(openErr, protocol.ErrNoRepository) && rp.New:
+		e.log.Warn("starting a new repository on the empty relay; run `escale repair --new` on every other client", "relay", e.relay.String())
+		r, err := protocol.Create(ctx, e.relay, e.opts.Encrypted, creds, e.opts.KeyOptions...)
+		if errors.Is(err, protocol.ErrCreateRaced) {
+			r, err = protocol.Open(ctx, e.relay, e.opts.Encrypted, creds)
+		}
+		return r, true, err
+	case errors.Is(openErr, protocol.ErrNoRepository):
+		return nil, false, fmt.Errorf("the relay %s is empty: rebuild it with the repository's key (`escale repair --keys EXPORT`, from `escale key export`), or start a new repository (`escale repair --new` here, then on every other client)", e.relay)
+	case openErr != nil:
+		return nil, false, openErr
+	case repo.ID() != known && !rp.New:
+		return nil, false, fmt.Errorf("the relay %s holds repository %s, not %s, which this client synced: if another client started it with `escale repair --new`, join it with `escale repair --new`", e.relay, repo.ID(), known)
+	}
+	return repo, true, nil
+}
+
+// resetRelayState forgets what this client knew of the relay, keeping the
+// folder's synced state. A new repository starts its numbering again; the
+// client then announces update 1, with no manifest, so the others catch
+// up from its index.
+func (e *Engine) resetRelayState(newRepo bool) error {
+	return e.db.Update(func(tx *state.Tx) error {
+		names := []string{bucketOut, bucketChunk, bucketParts, bucketSeenW, bucketAcks}
+		if newRepo {
+			names = append(names, bucketPeers, bucketWants)
+		}
+		for _, n := range names {
+			if err := tx.DeleteBucket(n); err != nil {
+				return err
+			}
+		}
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for _, k := range []string{"index", "publishing"} {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		if err := putU64(b, "ackdirty", 1); err != nil {
+			return err
+		}
+		if newRepo {
+			return putU64(b, "seq", 1)
+		}
+		return nil
+	})
+}
+
+// healOwnRecords publishes again what the relay lost of this client: its
+// head (so others see it and, if they miss its updates, catch up from its
+// index) and its whole index.
+func (e *Engine) healOwnRecords(ctx context.Context, seq uint64) error {
+	e.log.Warn("this client's records are missing on the relay; publishing them again", "update", seq)
+	if err := e.repo.PutHead(ctx, protocol.Head{CID: e.cid, Seq: seq}); err != nil {
+		return fmt.Errorf("publish this client's head again: %w", err)
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return b.Delete([]byte("index")) // the next publish rebuilds it whole
+	})
+}
