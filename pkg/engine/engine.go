@@ -291,6 +291,9 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("list heads: %w", err)
 	}
+	if err := e.recoverLostState(ctx, heads); err != nil {
+		return res, err
+	}
 	if err := e.checkOwnHeads(ctx, heads); err != nil {
 		return res, err
 	}

@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
+	"github.com/escale-sync/escale/pkg/storage"
 )
 
 // Repair rebuilds a relay that lost its repository, from the clients'
@@ -100,5 +103,124 @@ func (e *Engine) healOwnRecords(ctx context.Context, seq uint64) error {
 			return err
 		}
 		return b.Delete([]byte("index")) // the next publish rebuilds it whole
+	})
+}
+
+// recoverLostState rebuilds the local state of a client that published
+// before but has no record of it (its state folder was lost or deleted):
+// from its own index and manifests on the relay, and a scan. A file the
+// folder no longer has is not recorded, so it comes back from the others
+// instead of being pushed as a deletion; nothing local is deleted.
+func (e *Engine) recoverLostState(ctx context.Context, heads []protocol.Head) error {
+	var seq, publishing uint64
+	if err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		seq, publishing = getU64(b, "seq"), getU64(b, "publishing")
+		return nil
+	}); err != nil || seq != 0 || publishing != 0 {
+		return err
+	}
+	var last uint64
+	for _, h := range heads {
+		if h.CID == e.cid && h.Manifest() {
+			last = max(last, h.Seq)
+		}
+	}
+	if last == 0 {
+		return nil
+	}
+	e.log.Warn("this client published before but its local state is gone: rebuilding it from its index on the relay and a scan; no file is deleted", "update", last)
+	root, entries, err := e.readIndex(ctx, e.cid)
+	if err != nil {
+		return err
+	}
+	var clock, from uint64
+	if root != nil {
+		clock, from = root.Clock, root.Seq
+	}
+	// Updates after the index: their changes are newer, and their data may
+	// still wait for pullers.
+	var outs []outstanding
+	logEntries, err := e.relay.List(ctx, protocol.LogDir(e.cid))
+	if err != nil {
+		return fmt.Errorf("list own updates: %w", err)
+	}
+	var seqs []uint64
+	for _, en := range logEntries {
+		if n, ok := protocol.ParseSeqName(path.Base(en.Name)); ok && n <= last {
+			seqs = append(seqs, n)
+		}
+	}
+	slices.Sort(seqs)
+	for _, n := range seqs {
+		m, err := e.readManifest(ctx, e.cid, n)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		outs = append(outs, outstanding{Seq: n, Pullers: m.Pullers, Need: m.Need, Objects: m.Objects, Time: m.Time.UnixNano()})
+		if n > from {
+			entries = append(entries, m.Changes...)
+		}
+		clock = max(clock, m.Clock)
+	}
+	lv, err := e.scanLocal(ctx)
+	if err != nil {
+		return err
+	}
+	// A file the folder lost too is asked from a client that pulls (it
+	// holds what this client published), not recorded as deleted.
+	pullers, _, err := e.expectedPullers(ctx)
+	if err != nil {
+		return err
+	}
+	slices.Sort(pullers)
+	return e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketFiles, bucketOut, bucketWants)
+		if err != nil {
+			return err
+		}
+		states := map[string]*fileState{}
+		for i := range entries {
+			c := &entries[i]
+			clock = max(clock, c.Version.Max())
+			if c.Kind == protocol.KindPart || (c.Kind == protocol.KindSymlink && lv.entries[c.Path] == nil) {
+				delete(states, c.Path)
+				continue
+			}
+			st := stateOf(c)
+			st.Rivals = c.Rivals
+			st.Chunks = chunkRefs(c)
+			if c.Kind == protocol.KindFile && lv.entries[c.Path] == nil {
+				if len(pullers) == 0 {
+					delete(states, c.Path)
+					continue
+				}
+				st.Have = &haveState{Kind: protocol.KindDelete}
+				if err := putJSON(bs[3], []byte(c.Path), &wantItem{Hash: c.Hash, Holder: pullers[0]}); err != nil {
+					return err
+				}
+			}
+			states[c.Path] = st // later updates overwrite the index's entry
+		}
+		for _, p := range sortedKeys(states) {
+			if err := putJSON(bs[1], []byte(p), states[p]); err != nil {
+				return err
+			}
+		}
+		for _, o := range outs {
+			if err := putJSON(bs[2], u64key(o.Seq), &o); err != nil {
+				return err
+			}
+		}
+		if err := putU64(bs[0], "clock", max(clock, getU64(bs[0], "clock"))); err != nil {
+			return err
+		}
+		return putU64(bs[0], "seq", last)
 	})
 }

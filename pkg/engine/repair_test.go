@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,49 @@ func TestRepairAsNewRepository(t *testing.T) {
 			if got, _ := c.read(name); got != want {
 				t.Errorf("%s has %s = %q, want %q", c.name, name, got, want)
 			}
+		}
+	}
+}
+
+// TestLostStateRebuilt: a client whose state folder is lost rebuilds it
+// from its index on the relay and a scan: a file it no longer has comes
+// back instead of being deleted everywhere, its edit made meanwhile goes
+// out as an edit (no conflict), and its numbering carries on.
+func TestLostStateRebuilt(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	for _, n := range []string{"one.txt", "two.txt", "three.txt"} {
+		a.write(n, "first "+n, fixedTime())
+	}
+	a.round()
+	a.write("two.txt", "second two.txt", fixedTime().Add(time.Minute))
+	a.round() // an update after the index's first generation
+	b.round()
+	a.round()
+	if err := a.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(w.root, "state-alpha")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(a.dir, "one.txt")); err != nil {
+		t.Fatal(err)
+	}
+	a = w.client("alpha")
+	a.write("three.txt", "edited while the state was gone", fixedTime().Add(2*time.Minute))
+	for range 3 {
+		a.round()
+		b.round()
+	}
+	want := map[string]string{"one.txt": "first one.txt", "two.txt": "second two.txt", "three.txt": "edited while the state was gone"}
+	for _, c := range []*client{a, b} {
+		for n, content := range want {
+			if got, _ := c.read(n); got != content {
+				t.Errorf("%s has %s = %q, want %q", c.name, n, got, content)
+			}
+		}
+		if files := tree(t, c.dir); len(files) != len(want) {
+			t.Errorf("%s holds %d files (conflict copies?): %v", c.name, len(files), files)
 		}
 	}
 }
