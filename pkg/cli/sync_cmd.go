@@ -97,6 +97,11 @@ func runSync(c *cli.Context) error {
 			}
 		}
 	}
+	// On a terminal, a bar counts the bytes moved (silent in cron mail).
+	if bar := NewBar(c.App.ErrWriter, "syncing", -1, true); bar != nil && !o.DryRun {
+		o.Progress = bar.Add
+		defer bar.Finish()
+	}
 	outs, err := daemon.Once(ctx, ev.cfg, o)
 	if err != nil {
 		return withCode(ExitError, err)

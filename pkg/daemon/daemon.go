@@ -36,6 +36,9 @@ type Options struct {
 	Prompt          io.Writer // where the prompt is written
 	// Metrics receives every round's figures; nil: none (see ServeMetrics).
 	Metrics *metrics.Metrics
+	// Progress is told of the bytes every repository moves (a progress
+	// bar); it must be safe for concurrent use.
+	Progress func(n int64)
 	// Repair rebuilds a wiped or replaced relay (escale repair).
 	Repair *engine.Repair
 
@@ -94,7 +97,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
-		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: engine.DefaultSettle, Repair: o.Repair,
+		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: engine.DefaultSettle, Repair: o.Repair, Progress: o.Progress,
 		IndexBy: r.Index.Kind, IndexN: r.Index.N,
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,

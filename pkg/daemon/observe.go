@@ -54,10 +54,11 @@ func (o Options) observe(r *config.Repository, out Outcome, took time.Duration, 
 	if o.Metrics == nil {
 		return
 	}
-	round := metrics.Round{Duration: took, Failed: out.Err != nil, PollInterval: wait}
+	round := metrics.Round{Duration: took, Failed: out.Err != nil, PollInterval: wait, RelayUsage: -1}
 	// A failed round may still have moved data before it stopped: count it.
 	if res := out.Result; res != nil {
 		round.BytesUp, round.BytesDown = res.BytesUp, res.BytesDown
+		round.ObjectsUp, round.ObjectsDown, round.RelayUsage = res.ObjectsUp, res.ObjectsDown, res.RelayUsage
 		round.Pushed, round.Pulled, round.Deleted, round.Conflicts, round.Collected = res.Pushed, res.Pulled, res.Deleted, res.Conflicts, res.Collected
 		round.Waiting = len(res.Waiting)
 	}

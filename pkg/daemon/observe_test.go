@@ -134,6 +134,8 @@ relay = "no-such-remote:relay"
 	// and a file this small cannot grow past a few KB.
 	check("escale_bytes_pushed_total", "good", func(v float64) bool { return v > 0 && v < 64<<10 }, "a few KB")
 	check("escale_relay_quota_bytes", "good", func(v float64) bool { return v == 1e9 }, "1e9")
+	check("escale_objects_pushed_total", "good", func(v float64) bool { return v >= 1 }, "at least the pack")
+	check("escale_relay_usage_bytes", "good", func(v float64) bool { return v > 0 && v < 1e9 }, "what the push measured, under the quota")
 	check("escale_repository_ok", "good", func(v float64) bool { return v == 1 }, "1")
 	check("escale_repository_ok", "broken", func(v float64) bool { return v == 0 }, "0")
 	check("escale_round_errors_total", "good", func(v float64) bool { return v == 0 }, "0")

@@ -111,6 +111,7 @@ type fetcher struct {
 	lastName string
 	last     []byte
 	bytes    int64
+	objects  int
 }
 
 // object reads and verifies a whole data object. Objects are bounded: packs
@@ -130,6 +131,10 @@ func (f *fetcher) object(ctx context.Context, id string, kind envelope.Kind, lim
 		return nil, err
 	}
 	f.bytes += int64(len(data))
+	f.objects++
+	if f.e.opts.Progress != nil {
+		f.e.opts.Progress(int64(len(data)))
+	}
 	f.lastName, f.last = id, data
 	return data, nil
 }

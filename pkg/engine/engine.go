@@ -50,6 +50,9 @@ type Options struct {
 	MaxPackSize     int64         // 0: DefaultMaxPackSize
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
+	// Progress, when set, is told of the bytes each data object moved
+	// (progress bars; called from the round's goroutine).
+	Progress func(n int64)
 	// Repair, when set, rebuilds a wiped or replaced relay (repair.go).
 	Repair *Repair
 	// Settle: a synced file changed less than this long ago is pushed by a
@@ -118,6 +121,9 @@ type Result struct {
 	Conflicts   int // conflict copies made here
 	BytesUp     int64
 	BytesDown   int64
+	ObjectsUp   int      // data objects uploaded (packs, chunks)
+	ObjectsDown int      // data objects downloaded
+	RelayUsage  int64    // bytes on the relay as last measured (push, with a quota); -1: not measured
 	Collected   int      // relay objects deleted because every puller has them
 	Waiting     []string // what holds this repository back (exit code 2)
 	Problems    []string // per-file problems that did not stop the round
@@ -281,7 +287,7 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if e.opts.DryRun {
 		return e.dryRound(ctx)
 	}
-	res := &Result{}
+	res := &Result{RelayUsage: -1}
 	e.res = res
 	defer func() { e.res = nil }()
 	if err := e.register(ctx); err != nil {

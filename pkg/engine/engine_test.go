@@ -650,3 +650,22 @@ func TestSettleLeavesAFileBeingWritten(t *testing.T) {
 		t.Fatalf("the settled file did not go: beta has %q", got)
 	}
 }
+
+// TestProgressCountsEveryByte: the progress hook (the --once bar) hears of
+// every data byte a round moves, both ways.
+func TestProgressCountsEveryByte(t *testing.T) {
+	w := newWorld(t)
+	var up, down int64
+	a := w.client("alpha", func(o *Options) { o.Progress = func(n int64) { up += n } })
+	b := w.client("beta", func(o *Options) { o.Progress = func(n int64) { down += n } })
+	a.write("small.txt", "small", fixedTime())
+	a.write("big.bin", strings.Repeat("not very random ", 100_000), fixedTime())
+	ra := a.round()
+	rb := b.round()
+	if up == 0 || up != ra.BytesUp || ra.ObjectsUp == 0 {
+		t.Fatalf("progress heard %d bytes up, the round moved %d in %d objects", up, ra.BytesUp, ra.ObjectsUp)
+	}
+	if down == 0 || down != rb.BytesDown || rb.ObjectsDown == 0 {
+		t.Fatalf("progress heard %d bytes down, the round moved %d in %d objects", down, rb.BytesDown, rb.ObjectsDown)
+	}
+}

@@ -112,6 +112,7 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 			applied[cid] = seq
 		}
 		res.BytesDown += f.bytes
+		res.ObjectsDown += f.objects
 	}
 	if !changed && !p.acked {
 		return false, nil

@@ -149,6 +149,7 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 		if p.usage, err = e.relayUsage(ctx); err != nil {
 			return err
 		}
+		defer func() { res.RelayUsage = p.usage }()
 	}
 	p.pack = newPackBuilder(e.packSize())
 	renamedFrom := renames(changes)
@@ -213,6 +214,9 @@ func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need 
 		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: seq - 1}.Name())
 	}
 	p.res.BytesUp += size
+	if e.opts.Progress != nil {
+		e.opts.Progress(size)
+	}
 	if keepStates {
 		p.res.Pushed += len(p.changes)
 	}
@@ -470,6 +474,10 @@ func (p *pusher) uploaded(id string, n int64) {
 	p.sizes = append(p.sizes, n)
 	p.usage += n
 	p.res.BytesUp += n
+	p.res.ObjectsUp++
+	if p.e.opts.Progress != nil {
+		p.e.opts.Progress(n)
+	}
 }
 
 // fits checks the quota before an upload of n bytes.

@@ -24,6 +24,8 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	bytesPushed, bytesPulled                *prometheus.CounterVec
+	objectsPushed, objectsPulled            *prometheus.CounterVec
+	relayUsage                              *prometheus.GaugeVec
 	filesPushed, filesPulled, filesDeleted  *prometheus.CounterVec
 	conflicts, collected, rounds, roundErrs *prometheus.CounterVec
 	roundDuration                           *prometheus.HistogramVec
@@ -38,6 +40,8 @@ type Round struct {
 	Failed   bool
 	// From the engine's Result (zero when the round failed early).
 	BytesUp, BytesDown                 int64
+	ObjectsUp, ObjectsDown             int   // relay data objects moved
+	RelayUsage                         int64 // bytes on the relay when measured; -1: not measured
 	Pushed, Pulled, Deleted, Conflicts int
 	Collected                          int // relay objects removed once every puller had them
 	Waiting                            int // reasons the repository waits (quota, lock, conflict, mass delete)
@@ -68,15 +72,18 @@ func New() *Metrics {
 		return g
 	}
 	m := &Metrics{reg: reg,
-		bytesPushed:  counter("bytes_pushed_total", "Bytes uploaded to the relay (after compression and encryption)."),
-		bytesPulled:  counter("bytes_pulled_total", "Bytes downloaded from the relay."),
-		filesPushed:  counter("files_pushed_total", "Changes published to the relay."),
-		filesPulled:  counter("files_pulled_total", "Files written or moved here from other clients' updates."),
-		filesDeleted: counter("files_deleted_total", "Files moved to the trash because another client deleted them."),
-		conflicts:    counter("conflicts_total", "Conflict copies made here."),
-		collected:    counter("objects_collected_total", "Relay objects deleted because every puller had them."),
-		rounds:       counter("rounds_total", "Rounds run, failed ones included."),
-		roundErrs:    counter("round_errors_total", "Rounds that failed (including failures to open the repository)."),
+		bytesPushed:   counter("bytes_pushed_total", "Bytes uploaded to the relay (after compression and encryption)."),
+		bytesPulled:   counter("bytes_pulled_total", "Bytes downloaded from the relay."),
+		filesPushed:   counter("files_pushed_total", "Changes published to the relay."),
+		filesPulled:   counter("files_pulled_total", "Files written or moved here from other clients' updates."),
+		filesDeleted:  counter("files_deleted_total", "Files moved to the trash because another client deleted them."),
+		conflicts:     counter("conflicts_total", "Conflict copies made here."),
+		objectsPushed: counter("objects_pushed_total", "Relay data objects (packs, chunks) uploaded."),
+		objectsPulled: counter("objects_pulled_total", "Relay data objects downloaded."),
+		relayUsage:    gauge("relay_usage_bytes", "Bytes on the relay when last measured (a push with a quota measures it)."),
+		collected:     counter("objects_collected_total", "Relay objects deleted because every puller had them."),
+		rounds:        counter("rounds_total", "Rounds run, failed ones included."),
+		roundErrs:     counter("round_errors_total", "Rounds that failed (including failures to open the repository)."),
 		roundDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "escale", Name: "round_duration_seconds",
 			Help:    "How long a round took.",
 			Buckets: prometheus.ExponentialBucketsRange(0.01, 3600, 14)}, []string{label}),
@@ -95,7 +102,7 @@ func New() *Metrics {
 // Add declares a repository, so its series exist (at zero) before its
 // first round; quota is its relay quota in bytes (0 = none).
 func (m *Metrics) Add(repo string, quota int64) {
-	for _, c := range []*prometheus.CounterVec{m.bytesPushed, m.bytesPulled, m.filesPushed, m.filesPulled, m.filesDeleted,
+	for _, c := range []*prometheus.CounterVec{m.bytesPushed, m.bytesPulled, m.objectsPushed, m.objectsPulled, m.filesPushed, m.filesPulled, m.filesDeleted,
 		m.conflicts, m.collected, m.rounds, m.roundErrs} {
 		c.WithLabelValues(repo)
 	}
@@ -115,6 +122,11 @@ func (m *Metrics) Observe(repo string, r Round) {
 	}
 	m.bytesPushed.WithLabelValues(repo).Add(float64(max(r.BytesUp, 0)))
 	m.bytesPulled.WithLabelValues(repo).Add(float64(max(r.BytesDown, 0)))
+	m.objectsPushed.WithLabelValues(repo).Add(float64(max(r.ObjectsUp, 0)))
+	m.objectsPulled.WithLabelValues(repo).Add(float64(max(r.ObjectsDown, 0)))
+	if r.RelayUsage >= 0 {
+		m.relayUsage.WithLabelValues(repo).Set(float64(r.RelayUsage))
+	}
 	m.filesPushed.WithLabelValues(repo).Add(float64(max(r.Pushed, 0)))
 	m.filesPulled.WithLabelValues(repo).Add(float64(max(r.Pulled, 0)))
 	m.filesDeleted.WithLabelValues(repo).Add(float64(max(r.Deleted, 0)))
