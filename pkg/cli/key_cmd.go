@@ -88,9 +88,10 @@ func keyCommand() *cli.Command {
 				Action: keyRotate,
 			},
 			{
-				Name:   "prune",
-				Usage:  "drop key epochs no relay object uses any more (and repair an interrupted rotation)",
-				Flags:  []cli.Flag{repoFlag, waitFlag, acceptFlag},
+				Name:  "prune",
+				Usage: "drop key epochs no relay object uses any more (and repair an interrupted rotation)",
+				Flags: []cli.Flag{repoFlag, waitFlag, acceptFlag,
+					&cli.StringSliceFlag{Name: "forget", Usage: "first delete every relay object of client `NAME` (one removed for good: its records keep an old epoch alive; its updates not pulled yet are lost)"}},
 				Action: keyPrune,
 			},
 			{
@@ -155,7 +156,6 @@ func openKeyEnv(c *cli.Context) (*keyEnv, error) {
 	return &keyEnv{ev: ev, r: r, relay: relay, cache: filepath.Join(ev.cfg.StateDir, r.Name, "keys.cache")}, nil
 }
 
-// open unlocks the repository with the configured key.
 // withKeyRepo runs fn with the repository open, and closes it after.
 func withKeyRepo(c *cli.Context, fn func(k *keyEnv, repo *protocol.Repo) error) error {
 	k, err := openKeyEnv(c)
@@ -170,6 +170,7 @@ func withKeyRepo(c *cli.Context, fn func(k *keyEnv, repo *protocol.Repo) error) 
 	return fn(k, repo)
 }
 
+// open unlocks the repository with the configured key.
 func (k *keyEnv) open(c *cli.Context) (*protocol.Repo, error) {
 	creds, err := daemon.Credentials(k.r, nil, stdinTTY(c), c.App.ErrWriter)
 	if err != nil {
@@ -412,6 +413,16 @@ func keyRotate(c *cli.Context) error {
 func keyPrune(c *cli.Context) error {
 	return withKeyRepo(c, func(k *keyEnv, repo *protocol.Repo) error {
 		return k.locked(c, repo, func(ctx context.Context) error {
+			for _, name := range c.StringSlice("forget") {
+				if name == k.r.Client {
+					return withCode(ExitError, fmt.Errorf("%s is this client: it cannot forget itself", name))
+				}
+				n, err := repo.ForgetClient(ctx, name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "forgot client %s: %d relay objects deleted\n", name, n)
+			}
 			rep, err := repo.PruneEpochs(ctx, protocol.RewriteOptions{AcceptOldSlots: c.Bool("accept-old-slots")})
 			if err != nil {
 				return err

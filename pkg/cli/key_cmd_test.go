@@ -93,8 +93,12 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatalf("removed client's sync: exit %d\n%s", code, errOut)
 	}
 
-	// prune drops epoch 1: no object uses it.
-	if code, out, errOut := runEscale(t, "--config", alpha, "key", "prune"); code != ExitOK || !strings.Contains(out, "dropped key epochs 1") {
+	// prune drops epoch 1: no object uses it (beta's records, if it ever
+	// ran, go with --forget; alpha cannot forget itself).
+	if code, _, errOut := runEscale(t, "--config", alpha, "key", "prune", "--forget", "alpha"); code != ExitError || !strings.Contains(errOut, "cannot forget itself") {
+		t.Fatalf("key prune --forget self: exit %d\n%s", code, errOut)
+	}
+	if code, out, errOut := runEscale(t, "--config", alpha, "key", "prune", "--forget", "beta"); code != ExitOK || !strings.Contains(out, "forgot client beta") || !strings.Contains(out, "dropped key epochs 1") {
 		t.Fatalf("key prune: exit %d\n%s%s", code, out, errOut)
 	}
 
