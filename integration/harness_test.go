@@ -63,6 +63,9 @@ type world struct {
 	clients  []*client
 	led      *ledger
 	seed     uint64
+	// settle is the clients' settle time: "0s" unless a scenario needs
+	// escale's default (a test that writes and syncs at once would wait).
+	settle string
 
 	mu      sync.Mutex
 	kills   int
@@ -130,8 +133,13 @@ func (w *world) addClient(name, extra string) *client {
 }
 
 func (c *client) writeConfig() {
+	settle := c.w.settle
+	if settle == "" {
+		settle = "0s"
+	}
 	body := fmt.Sprintf(`state_dir = %q
 log_level = "info"
+settle = %q
 [repository.r]
 path = %q
 relay = %q
@@ -140,7 +148,7 @@ passphrase_file = %q
 min_poll = "200ms"
 max_poll = "1s"
 %s
-`, c.state, c.folder, c.w.spec, c.name, filepath.Join(c.w.root, "pass"), c.extra)
+`, c.state, settle, c.folder, c.w.spec, c.name, filepath.Join(c.w.root, "pass"), c.extra)
 	if err := os.WriteFile(c.conf, []byte(body), 0o644); err != nil {
 		c.w.t.Fatal(err)
 	}

@@ -195,6 +195,12 @@ func TestFileChangingWhileRead(t *testing.T) {
 	r := row{Scenario: "local: file rewritten in place while being read", Server: "local folder", Runs: 1, Seed: seed}
 	t.Cleanup(func() { r.Seconds = time.Since(began).Seconds(); report(t, r) })
 	c0, c1 := w.clients[0], w.clients[1]
+	// escale's default settle time: a file is pushed once it has been
+	// still for a second, never between two writes of a rewrite.
+	w.settle = "1s"
+	for _, c := range w.clients {
+		c.writeConfig()
+	}
 	w.create()
 	w.startAll()
 	path := filepath.Join(c0.folder, "growing.bin")

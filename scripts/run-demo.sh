@@ -32,6 +32,7 @@ mkdir -p "$demo/alpha/notes"
 echo "hello from alpha" >"$demo/alpha/hello.txt"
 echo "- buy milk" >"$demo/alpha/notes/todo.md"
 head -c 3000000 /dev/urandom >"$demo/alpha/photo.raw"
+sleep 1.2 # escale sends a file once it has been still for a second (settle)
 run "$bin" --config "$demo/alpha.toml" sync --once
 run "$bin" --config "$demo/beta.toml" sync --once
 run ls -R "$demo/beta"
@@ -39,6 +40,7 @@ run ls -R "$demo/beta"
 say "2. beta edits and deletes; alpha follows"
 echo "- call mum" >>"$demo/beta/notes/todo.md"
 rm "$demo/beta/photo.raw"
+sleep 1.2
 run "$bin" --config "$demo/beta.toml" sync --once
 run "$bin" --config "$demo/alpha.toml" sync --once
 run cat "$demo/alpha/notes/todo.md"

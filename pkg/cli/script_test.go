@@ -11,6 +11,9 @@ import (
 // TestMain lets the test binary act as the escale command inside the
 // scripts: testscript runs it again with os.Args[0] = "escale".
 func TestMain(m *testing.M) {
+	// The tests write files and sync at once: no settle time (the engine's
+	// tests cover it).
+	os.Setenv("ESCALE_SETTLE", "0s")
 	testscript.Main(m, map[string]func(){
 		"escale": func() { os.Exit(Main(os.Args, os.Stdin, os.Stdout, os.Stderr)) },
 	})
@@ -28,6 +31,7 @@ func TestScripts(t *testing.T) {
 			// rclone.conf paths land in $WORK, never in the real home.
 			home := filepath.Join(e.WorkDir, "home")
 			e.Setenv("HOME", home)
+			e.Setenv("ESCALE_SETTLE", "0s")
 			e.Setenv("XDG_CONFIG_HOME", filepath.Join(home, ".config"))
 			e.Setenv("XDG_STATE_HOME", filepath.Join(home, ".local", "state"))
 			return os.MkdirAll(home, 0o755)

@@ -64,6 +64,9 @@ type Config struct {
 	// neither. The password file's first line is the password.
 	SMTPUser         string `json:"smtp_user,omitempty"`
 	SMTPPasswordFile string `json:"smtp_password_file,omitempty"`
+	// Settle: a file changed less than this long ago waits for a later
+	// round (a program may be writing it); 0 pushes at once.
+	Settle time.Duration `json:"-"`
 	// AlertInterval is the least time between two mails about one
 	// repository; default 1h; 0 = no limit.
 	AlertInterval time.Duration `json:"-"`
@@ -215,6 +218,8 @@ const (
 	// DefaultAlertInterval: a failing repository mails at most once an
 	// hour, so a flapping relay does not flood the maintainer.
 	DefaultAlertInterval = time.Hour
+	// DefaultSettle: a file must have been still this long to be pushed.
+	DefaultSettle = time.Second
 )
 
 // LoadOptions are the inputs of the configuration search, injectable so

@@ -100,7 +100,7 @@ func errorPosition(data []byte, err error) (line, col int) {
 // decode builds the Config from the raw tree.
 func (d *decoder) decode(raw map[string]any) *Config {
 	cfg := &Config{File: d.file, LogLevel: DefaultLogLevel, origin: map[string]string{},
-		SMTPServer: DefaultSMTPServer, AlertInterval: DefaultAlertInterval,
+		SMTPServer: DefaultSMTPServer, AlertInterval: DefaultAlertInterval, Settle: DefaultSettle,
 		LogRotate: LogRotate{Size: DefaultLogRotateSize, Keep: DefaultLogRotateKeep}}
 	defaults := builtinRepository()
 	topKnown := append(append([]string{"repository"}, globalKeys...), repoKeys...)

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // global decodes one global key.
@@ -75,6 +76,14 @@ func (d *decoder) global(cfg *Config, key string, v any) {
 				return
 			}
 			cfg.AlertInterval = t
+		}
+	case "settle":
+		if t, ok := d.duration(key, v); ok {
+			if t < 0 || t > time.Hour {
+				d.add(key, "must be between 0s and 1h; %s (0s pushes a file the moment it changes)", durationHint)
+				return
+			}
+			cfg.Settle = t
 		}
 	case "metrics_address":
 		if s, ok := d.str(key, v, `a listening address such as "127.0.0.1:9090"`); ok && s != "" {

@@ -34,11 +34,12 @@ func (l LogRotate) MarshalJSON() ([]byte, error) {
 	}{plain(l), FormatDuration(l.MaxAge)})
 }
 
-// MarshalJSON writes c with alert_interval as a string.
+// MarshalJSON writes c with alert_interval and settle as strings.
 func (c Config) MarshalJSON() ([]byte, error) {
 	type plain Config
 	return json.Marshal(struct {
 		plain
 		AlertInterval string `json:"alert_interval"`
-	}{plain(c), FormatDuration(c.AlertInterval)})
+		Settle        string `json:"settle"`
+	}{plain(c), FormatDuration(c.AlertInterval), FormatDuration(c.Settle)})
 }

@@ -15,7 +15,7 @@ import (
 // globalKeys are the keys that only exist at the top level; each can be
 // overridden by ESCALE_<KEY> in the environment.
 var globalKeys = []string{"state_dir", "rclone_config", "log_file", "log_level", "log_rotate", "metrics_address",
-	"smtp_server", "smtp_from", "smtp_user", "smtp_password_file", "alert_interval"}
+	"smtp_server", "smtp_from", "smtp_user", "smtp_password_file", "alert_interval", "settle"}
 
 // repoOnlyKeys name one repository's own folders, so a top-level default
 // for them would make every repository collide.

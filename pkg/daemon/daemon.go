@@ -97,7 +97,7 @@ func open(ctx context.Context, cfg *config.Config, r *config.Repository, o Optio
 		Name: r.Name, Path: r.Path, Client: r.Client, Mode: engine.Mode(r.Mode),
 		StateDir: filepath.Join(cfg.StateDir, r.Name),
 		Pullers:  r.Pullers, PullerTimeout: r.PullerTimeout, Quota: r.Quota,
-		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: engine.DefaultSettle, Repair: o.Repair, Progress: o.Progress,
+		MaxPackSize: r.MaxPackSize, MaxDelete: r.MaxDelete, AllowMassDelete: o.AllowMassDelete, DryRun: o.DryRun, Settle: cfg.Settle, Repair: o.Repair, Progress: o.Progress,
 		IndexBy: r.Index.Kind, IndexN: r.Index.N,
 		Filter: flt, Encrypted: r.Encryption != config.EncryptionNone, Credentials: creds,
 		Logger: o.Logger,

@@ -55,9 +55,9 @@ type Options struct {
 	Progress func(n int64)
 	// Repair, when set, rebuilds a wiped or replaced relay (repair.go).
 	Repair *Repair
-	// Settle: a synced file changed less than this long ago is pushed by a
-	// later round — a program may be rewriting it in place, and a snapshot
-	// taken between two of its writes would be a torn version. 0: no wait.
+	// Settle: a file changed less than this long ago is pushed by a later
+	// round — a program may still be writing it, and a snapshot taken
+	// between two of its writes would be a torn version. 0: no wait.
 	Settle time.Duration
 	DryRun bool // rounds only say what they would do (Result.Plan)
 	Filter *filter.Filter
@@ -82,7 +82,7 @@ const (
 	DefaultMaxPackSize   = 16 << 20
 	DefaultPullerTimeout = 30 * 24 * time.Hour
 	DefaultMaxDelete     = 50
-	// DefaultSettle is the Settle the escale program uses.
+	// DefaultSettle is escale's default Settle (config key settle).
 	DefaultSettle = time.Second
 	// SmallFile is the largest file that travels in a pack; bigger ones are chunked.
 	SmallFile = 1 << 20

@@ -113,7 +113,7 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 		} else if !a.Read {
 			continue // r-: never pushed from here
 		}
-		if e.opts.Settle > 0 && lc.le != nil && lc.st != nil && lc.st.Kind != protocol.KindDelete && !lc.retire &&
+		if e.opts.Settle > 0 && lc.le != nil && !lc.retire &&
 			e.opts.Now().Sub(time.Unix(0, lc.le.MTime)) < e.opts.Settle {
 			res.Waiting = append(res.Waiting, fmt.Sprintf("%s is being written; it goes once it has been still for %s", lc.path, e.opts.Settle))
 			continue
