@@ -104,6 +104,9 @@ type Engine struct {
 	peers map[string]*protocol.ClientInfo
 	// cleaned is set once this process removed its crash leftovers.
 	cleaned bool
+	// fresh: the local state had no repository when this process opened
+	// it (first run, or a lost state folder: recoverLostState).
+	fresh bool
 	// scanned counts what the last scan found, for Status.
 	scanned struct{ files, conflicts int }
 	// res is the result of the round in progress, for problem().
@@ -217,6 +220,7 @@ func (e *Engine) openRepo(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
+	e.fresh = known == ""
 	if client != "" && client != e.opts.Client {
 		// Two configurations sharing a state_dir and a repository name, or a
 		// renamed client: either way this state is not this client's.
@@ -300,6 +304,7 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if err := e.recoverLostState(ctx, heads); err != nil {
 		return res, err
 	}
+	e.fresh = false // only a first round can find a lost state
 	if err := e.checkOwnHeads(ctx, heads); err != nil {
 		return res, err
 	}

@@ -120,7 +120,7 @@ func (e *Engine) recoverLostState(ctx context.Context, heads []protocol.Head) er
 		}
 		seq, publishing = getU64(b, "seq"), getU64(b, "publishing")
 		return nil
-	}); err != nil || seq != 0 || publishing != 0 {
+	}); err != nil || !e.fresh || seq != 0 || publishing != 0 {
 		return err
 	}
 	var last uint64

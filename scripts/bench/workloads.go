@@ -46,7 +46,9 @@ func (h *harness) escaleConf(dir, client, folder, spec, key string) (string, err
 		keyLine = fmt.Sprintf("key_file = %q", h.ident)
 	}
 	conf := filepath.Join(dir, client+".toml")
-	body := fmt.Sprintf("state_dir = %q\nlog_level = \"warn\"\n[repository.bench]\npath = %q\nrelay = %q\nclient = %q\n%s\n",
+	// settle = 0s: the data was written before the run; escale's default
+	// would hold back files changed less than a second ago.
+	body := fmt.Sprintf("state_dir = %q\nlog_level = \"warn\"\nsettle = \"0s\"\n[repository.bench]\npath = %q\nrelay = %q\nclient = %q\n%s\n",
 		filepath.Join(dir, client+"-state"), folder, spec, client, keyLine)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
