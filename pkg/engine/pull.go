@@ -55,8 +55,8 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 			if err != nil {
 				return false, err
 			}
-			if rolledBack {
-				return false, fmt.Errorf("the relay shows client %s at update %d, but this client already applied update %d from it: the relay was rolled back or tampered with; nothing was applied (restore the relay, or run `escale repair`)", cid, seq, applied[cid])
+			if rolledBack && e.opts.Repair == nil {
+				return false, fmt.Errorf("the relay shows client %s at update %d, but this client already applied update %d from it: the relay was rolled back or tampered with; nothing was applied (put back a newer copy of the relay, or run `escale repair --new` on each client to carry on with this one)", cid, seq, applied[cid])
 			}
 			// A listing that lags behind, with an old head left over (or only
 			// the heads rolled back): nothing to apply, nothing lost.

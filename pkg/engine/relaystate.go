@@ -78,7 +78,12 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 		// This client's newest head is missing while older ones are there: a
 		// relay put back from an older copy (or a listing that lags).
 		if _, err := e.relay.Stat(ctx, protocol.Head{CID: e.cid, Seq: seq}.Name()); errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("the relay was rolled back: it shows this client's update %d but not %d, which this client published; nothing was changed locally (put back a newer copy of the relay, or start this client afresh)", ownSeq, seq)
+			if e.opts.Repair != nil {
+				// escale repair: the relay as it is now is the one to carry on
+				// with; what it lost of this client is published again.
+				return e.healOwnRecords(ctx, seq)
+			}
+			return fmt.Errorf("the relay was rolled back: it shows this client's update %d but not %d, which this client published; nothing was changed locally (put back a newer copy of the relay, or run `escale repair --new` on each client to carry on with this one)", ownSeq, seq)
 		} else if err != nil {
 			return err
 		}

@@ -150,3 +150,44 @@ func TestLostStateRebuilt(t *testing.T) {
 		}
 	}
 }
+
+// TestRepairAfterRollback: the relay is put back to an older copy; clients
+// stop and say so; `escale repair --new` carries on with the relay as it
+// is, publishing again what it lost, and nothing local is deleted.
+func TestRepairAfterRollback(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	a.write("old.txt", "before the copy", fixedTime())
+	a.round()
+	b.round()
+	a.round()
+	copyDir := filepath.Join(t.TempDir(), "copy")
+	if err := os.CopyFS(copyDir, os.DirFS(w.relay)); err != nil {
+		t.Fatal(err)
+	}
+	a.write("new.txt", "after the copy", fixedTime().Add(time.Minute))
+	a.round()
+	b.round()
+	a.round()
+	w.wipe()
+	if err := os.CopyFS(w.relay, os.DirFS(copyDir)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.e.Round(context.Background()); err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("a rolled back relay must stop alpha: %v", err)
+	}
+	a = w.restart(a, func(o *Options) { o.Repair = &Repair{New: true} })
+	a.write("later.txt", "after the repair", fixedTime().Add(2*time.Minute))
+	a.round()
+	for range 2 {
+		b.round()
+		a.round()
+	}
+	for n, want := range map[string]string{"old.txt": "before the copy", "new.txt": "after the copy", "later.txt": "after the repair"} {
+		for _, c := range []*client{a, b} {
+			if got, _ := c.read(n); got != want {
+				t.Errorf("%s has %s = %q, want %q", c.name, n, got, want)
+			}
+		}
+	}
+}
