@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package integration runs the real escale binary as separate processes.
 package integration
 

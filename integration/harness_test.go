@@ -1,3 +1,5 @@
+//go:build unix
+
 package integration
 
 // The reliability harness: real escale processes (one per client) syncing

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -161,9 +160,7 @@ func run(ctx context.Context, env []string, name string, args ...string) (proc, 
 	p := proc{Wall: time.Since(start), Out: stdout.String()}
 	if st := cmd.ProcessState; st != nil {
 		p.CPU = st.UserTime() + st.SystemTime()
-		if ru, ok := st.SysUsage().(*syscall.Rusage); ok {
-			p.RSS = int64(ru.Maxrss) * 1024 // kilobytes on Linux
-		}
+		p.RSS = peakRSS(st)
 	}
 	if err != nil {
 		return p, fmt.Errorf("%s %s: %w\n%s%s", filepath.Base(name), strings.Join(args, " "), err, tail(stdout.String()), tail(stderr.String()))
