@@ -133,8 +133,8 @@ func TestFaultReadResumes(t *testing.T) {
 		data := randomBytes(3, size)
 		// More tries than the default: after a cut, rclone's sftp pool may
 		// hand out connections the proxy already killed, and each costs a
-		// try before a fresh one is dialled.
-		r := openRelay(t, p.Spec, quickBackoff, storage.WithRetries(12))
+		// try before a fresh one is dialled (several, on a loaded machine).
+		r := openRelay(t, p.Spec, quickBackoff, storage.WithRetries(30))
 		if _, err := r.Put(context.Background(), "big", bytes.NewReader(data), size); err != nil {
 			t.Fatalf("put: %v", err)
 		}
