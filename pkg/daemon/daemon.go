@@ -196,7 +196,9 @@ func runRepo(ctx context.Context, cfg *config.Config, r *config.Repository, o Op
 		changes = w.Changes()
 	}
 	poll := newPoller(r.MinPoll, r.MaxPoll)
-	backoff := newPoller(r.MinPoll, max(r.MaxPoll, 10*time.Minute))
+	// Failures back off to a minute at most: after an outage a repository
+	// is syncing again within a minute of the relay coming back.
+	backoff := newPoller(r.MinPoll, max(r.MaxPoll, time.Minute))
 	prev := readPrev(cfg, r.Name)
 	for ctx.Err() == nil {
 		var wait time.Duration
