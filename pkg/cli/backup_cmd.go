@@ -40,61 +40,69 @@ func backupCommand() *cli.Command {
 				return withCode(ExitError, errors.New("give one archive file: escale backup [--repo NAME] ARCHIVE.tar.zst"))
 			}
 			archive := c.Args().First()
-			ev, err := setup(c, false)
-			if err != nil {
-				return err
-			}
-			defer ev.close()
-			r, err := pickRepo(ev.cfg, c.String("repo"))
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			ctx := ctxOf(c)
-			relay, err := storage.Open(ctx, r.Relay)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
-			}
-			defer relay.Close()
-			if c.Bool("lock") {
-				lock, err := adminLock(c, r, relay)
+			return withRepo(c, func(ev *env, r *config.Repository) error {
+				ctx := ctxOf(c)
+				relay, err := storage.Open(ctx, r.Relay)
 				if err != nil {
-					return withCode(ExitError, err)
+					return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
 				}
-				defer lock.Release(context.WithoutCancel(ctx))
-				defer func() {
-					select {
-					case <-lock.Lost():
-						fmt.Fprintf(c.App.ErrWriter, "escale: the admin lock of repository %s was lost during the backup: another admin operation may have run at the same time\n", r.Name)
-					default:
+				defer relay.Close()
+				if c.Bool("lock") {
+					lock, err := adminLock(c, r, relay)
+					if err != nil {
+						return withCode(ExitError, err)
 					}
-				}()
-			}
-			prog := newByteProgress(c.App.ErrWriter)
-			report := c.App.Writer
-			var st relayops.Stats
-			if archive == "-" {
-				if isTerminal(c.App.Writer) {
-					return withCode(ExitError, errors.New("standard output is a terminal: redirect it to a file, or give a file name"))
+					defer lock.Release(context.WithoutCancel(ctx))
+					defer func() {
+						select {
+						case <-lock.Lost():
+							fmt.Fprintf(c.App.ErrWriter, "escale: the admin lock of repository %s was lost during the backup: another admin operation may have run at the same time\n", r.Name)
+						default:
+						}
+					}()
 				}
-				report = c.App.ErrWriter
-				st, err = relayops.Backup(ctx, relay, c.App.Writer, relayops.BackupOptions{Progress: prog})
-			} else {
-				st, err = relayops.BackupFile(ctx, relay, archive, relayops.BackupOptions{Progress: prog})
-			}
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("backup of repository %s: %w", r.Name, err))
-			}
-			fmt.Fprintf(report, "%s: backed up %d objects (%s) of repository %s from %s to %s\n",
-				r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, relay, archive)
-			if st.Vanished > 0 {
-				fmt.Fprintf(report, "%s: %d objects were deleted by their clients during the copy and are not in the archive (normal while clients sync)\n", r.Name, st.Vanished)
-			}
-			return nil
+				prog := newByteProgress(c.App.ErrWriter)
+				report := c.App.Writer
+				var st relayops.Stats
+				if archive == "-" {
+					if isTerminal(c.App.Writer) {
+						return withCode(ExitError, errors.New("standard output is a terminal: redirect it to a file, or give a file name"))
+					}
+					report = c.App.ErrWriter
+					st, err = relayops.Backup(ctx, relay, c.App.Writer, relayops.BackupOptions{Progress: prog})
+				} else {
+					st, err = relayops.BackupFile(ctx, relay, archive, relayops.BackupOptions{Progress: prog})
+				}
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("backup of repository %s: %w", r.Name, err))
+				}
+				fmt.Fprintf(report, "%s: backed up %d objects (%s) of repository %s from %s to %s\n",
+					r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, relay, archive)
+				if st.Vanished > 0 {
+					fmt.Fprintf(report, "%s: %d objects were deleted by their clients during the copy and are not in the archive (normal while clients sync)\n", r.Name, st.Vanished)
+				}
+				return nil
+			})
 		},
 	}
 }
 
 // pickRepo is the repository named, or the only one.
+// withRepo loads the configuration and runs fn with the repository --repo
+// names (or the only one).
+func withRepo(c *cli.Context, fn func(ev *env, r *config.Repository) error) error {
+	ev, err := setup(c, false)
+	if err != nil {
+		return err
+	}
+	defer ev.close()
+	r, err := pickRepo(ev.cfg, c.String("repo"))
+	if err != nil {
+		return withCode(ExitError, err)
+	}
+	return fn(ev, r)
+}
+
 func pickRepo(cfg *config.Config, name string) (*config.Repository, error) {
 	if name != "" {
 		repos, err := daemon.Selected(cfg, []string{name})

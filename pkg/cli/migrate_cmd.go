@@ -37,59 +37,52 @@ func migrateCommand() *cli.Command {
 			if err != nil {
 				return withCode(ExitError, err)
 			}
-			ev, err := setup(c, false)
-			if err != nil {
-				return err
-			}
-			defer ev.close()
-			r, err := pickRepo(ev.cfg, c.String("repo"))
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			if dest == r.Relay {
-				return withCode(ExitError, fmt.Errorf("repository %s already uses %s", r.Name, storage.Redact(dest)))
-			}
-			ctx := ctxOf(c)
-			src, err := storage.Open(ctx, r.Relay)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
-			}
-			defer src.Close()
-			dst, err := storage.Open(ctx, dest)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("destination: %w", err))
-			}
-			defer dst.Close()
-			repo, err := openRepo(c, r, src)
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			o := relayops.MigrateOptions{Progress: newByteProgress(c.App.ErrWriter)}
-			o.Lock.Owner, o.Lock.Timeout, o.Lock.Wait = r.Client, r.LockTimeout, c.Duration("wait")
-			st, err := relayops.Migrate(ctx, repo, dst, o)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("migrate repository %s: %w", r.Name, err))
-			}
-			w := c.App.Writer
-			verified := "names and sizes"
-			if st.Hashed > 0 {
-				verified += fmt.Sprintf(", and hashes for %d objects", st.Hashed)
-			}
-			fmt.Fprintf(w, "%s: copied %d objects (%s) of repository %s from %s to %s; verified %s\n",
-				r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, src, dst, verified)
-			line := relayops.RelayLine(dest)
-			if c.Bool("no-switch") {
-				fmt.Fprintf(w, "The configuration is unchanged (--no-switch). To use the new relay, set in [repository.%s]:\n    %s\n", r.Name, line)
-			} else {
-				bak, err := relayops.SwitchRelay(ev.cfg.File, r.Name, dest)
-				if err != nil {
-					return withCode(ExitError, fmt.Errorf("the relay is copied, but the configuration could not be switched: %w", err))
+			return withRepo(c, func(ev *env, r *config.Repository) error {
+				if dest == r.Relay {
+					return withCode(ExitError, fmt.Errorf("repository %s already uses %s", r.Name, storage.Redact(dest)))
 				}
-				fmt.Fprintf(w, "%s now uses the new relay (the previous file is %s).\n", ev.cfg.File, bak)
-				fmt.Fprintf(w, "On every other client of %s, stop escale and set in its [repository.%s] table:\n    %s\n", st.Repository, r.Name, line)
-			}
-			fmt.Fprintf(w, "The old relay %s is intact. Once every client uses the new one, delete it (e.g. `rclone purge` on it).\n", src)
-			return nil
+				ctx := ctxOf(c)
+				src, err := storage.Open(ctx, r.Relay)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
+				}
+				defer src.Close()
+				dst, err := storage.Open(ctx, dest)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("destination: %w", err))
+				}
+				defer dst.Close()
+				repo, err := openRepo(c, r, src)
+				if err != nil {
+					return withCode(ExitError, err)
+				}
+				o := relayops.MigrateOptions{Progress: newByteProgress(c.App.ErrWriter)}
+				o.Lock.Owner, o.Lock.Timeout, o.Lock.Wait = r.Client, r.LockTimeout, c.Duration("wait")
+				st, err := relayops.Migrate(ctx, repo, dst, o)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("migrate repository %s: %w", r.Name, err))
+				}
+				w := c.App.Writer
+				verified := "names and sizes"
+				if st.Hashed > 0 {
+					verified += fmt.Sprintf(", and hashes for %d objects", st.Hashed)
+				}
+				fmt.Fprintf(w, "%s: copied %d objects (%s) of repository %s from %s to %s; verified %s\n",
+					r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, src, dst, verified)
+				line := relayops.RelayLine(dest)
+				if c.Bool("no-switch") {
+					fmt.Fprintf(w, "The configuration is unchanged (--no-switch). To use the new relay, set in [repository.%s]:\n    %s\n", r.Name, line)
+				} else {
+					bak, err := relayops.SwitchRelay(ev.cfg.File, r.Name, dest)
+					if err != nil {
+						return withCode(ExitError, fmt.Errorf("the relay is copied, but the configuration could not be switched: %w", err))
+					}
+					fmt.Fprintf(w, "%s now uses the new relay (the previous file is %s).\n", ev.cfg.File, bak)
+					fmt.Fprintf(w, "On every other client of %s, stop escale and set in its [repository.%s] table:\n    %s\n", st.Repository, r.Name, line)
+				}
+				fmt.Fprintf(w, "The old relay %s is intact. Once every client uses the new one, delete it (e.g. `rclone purge` on it).\n", src)
+				return nil
+			})
 		},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/term"
 
+	"github.com/escale-sync/escale/pkg/config"
 	"github.com/escale-sync/escale/pkg/daemon"
 	"github.com/escale-sync/escale/pkg/engine"
 	"github.com/escale-sync/escale/pkg/envelope"
@@ -44,29 +45,24 @@ func repairCommand() *cli.Command {
 			if (c.String("keys") == "") == !c.Bool("new") {
 				return withCode(ExitError, errors.New("give --keys EXPORT (the same repository back) or --new (a new repository), one of them"))
 			}
-			ev, err := setup(c, false)
-			if err != nil {
-				return err
-			}
-			defer ev.close()
-			r, err := pickRepo(ev.cfg, c.String("repo"))
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			rp := &engine.Repair{New: c.Bool("new")}
-			if f := c.String("keys"); f != "" {
-				if rp.Keyrings, err = readKeyExport(c, f); err != nil {
+			return withRepo(c, func(ev *env, r *config.Repository) error {
+				rp := &engine.Repair{New: c.Bool("new")}
+				if f := c.String("keys"); f != "" {
+					krs, err := readKeyExport(c, f)
+					if err != nil {
+						return withCode(ExitError, err)
+					}
+					rp.Keyrings = krs
+				}
+				ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				o := daemon.Options{Repos: []string{r.Name}, Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter, Repair: rp}
+				outs, err := daemon.Once(ctx, ev.cfg, o)
+				if err != nil {
 					return withCode(ExitError, err)
 				}
-			}
-			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			o := daemon.Options{Repos: []string{r.Name}, Logger: ev.log, TTY: stdinTTY(c), Prompt: c.App.ErrWriter, Repair: rp}
-			outs, err := daemon.Once(ctx, ev.cfg, o)
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			return onceSummary(c, outs)
+				return onceSummary(c, outs)
+			})
 		},
 	}
 }

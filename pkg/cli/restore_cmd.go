@@ -40,40 +40,33 @@ func restoreCommand() *cli.Command {
 				return withCode(ExitError, errors.New("give one archive: escale restore [--repo NAME] [--force] ARCHIVE.tar.zst"))
 			}
 			archive := c.Args().First()
-			ev, err := setup(c, false)
-			if err != nil {
-				return err
-			}
-			defer ev.close()
-			r, err := pickRepo(ev.cfg, c.String("repo"))
-			if err != nil {
-				return withCode(ExitError, err)
-			}
-			var in io.Reader = c.App.Reader
-			if archive != "-" {
-				f, err := os.Open(archive)
-				if err != nil {
-					return withCode(ExitError, fmt.Errorf("open the archive: %w", err))
+			return withRepo(c, func(ev *env, r *config.Repository) error {
+				var in io.Reader = c.App.Reader
+				if archive != "-" {
+					f, err := os.Open(archive)
+					if err != nil {
+						return withCode(ExitError, fmt.Errorf("open the archive: %w", err))
+					}
+					defer f.Close()
+					in = f
 				}
-				defer f.Close()
-				in = f
-			}
-			ctx := ctxOf(c)
-			relay, err := storage.Open(ctx, r.Relay)
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
-			}
-			defer relay.Close()
-			st, err := relayops.Restore(ctx, relay, in, relayops.RestoreOptions{Force: c.Bool("force"), Progress: newByteProgress(c.App.ErrWriter)})
-			if err != nil {
-				return withCode(ExitError, fmt.Errorf("restore of repository %s from %s: %w", r.Name, archive, err))
-			}
-			fmt.Fprintf(c.App.Writer, "%s: restored %d objects (%s) of repository %s into %s\n",
-				r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, relay)
-			if st.Deleted > 0 {
-				fmt.Fprintf(c.App.Writer, "%s: deleted %d objects that were not in the archive\n", r.Name, st.Deleted)
-			}
-			return nil
+				ctx := ctxOf(c)
+				relay, err := storage.Open(ctx, r.Relay)
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("repository %s: %w", r.Name, err))
+				}
+				defer relay.Close()
+				st, err := relayops.Restore(ctx, relay, in, relayops.RestoreOptions{Force: c.Bool("force"), Progress: newByteProgress(c.App.ErrWriter)})
+				if err != nil {
+					return withCode(ExitError, fmt.Errorf("restore of repository %s from %s: %w", r.Name, archive, err))
+				}
+				fmt.Fprintf(c.App.Writer, "%s: restored %d objects (%s) of repository %s into %s\n",
+					r.Name, st.Objects, config.HumanSize(st.Bytes), st.Repository, relay)
+				if st.Deleted > 0 {
+					fmt.Fprintf(c.App.Writer, "%s: deleted %d objects that were not in the archive\n", r.Name, st.Deleted)
+				}
+				return nil
+			})
 		},
 	}
 }
