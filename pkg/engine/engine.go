@@ -356,6 +356,9 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 	if err := e.collect(ctx, heads, res); err != nil {
 		return res, err
 	}
+	if err := e.rotateWants(heads); err != nil {
+		return res, err
+	}
 	if err := e.publishWants(ctx); err != nil {
 		return res, err
 	}

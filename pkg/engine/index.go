@@ -213,7 +213,11 @@ func (e *Engine) pageEntries(pg int) (*protocol.IndexPage, error) {
 			if err != nil || !ok {
 				return err
 			}
-			page.Entries = append(page.Entries, st.change(p))
+			c := st.change(p)
+			// Known here, content still awaited: whoever catches up from
+			// this index asks the author instead of this client.
+			c.Lacks = st.Have != nil && st.Kind == protocol.KindFile
+			page.Entries = append(page.Entries, c)
 			return nil
 		})
 	})
@@ -274,6 +278,74 @@ func (e *Engine) readIndex(ctx context.Context, cid string) (*protocol.IndexRoot
 type wantItem struct {
 	Hash   string `json:"hash"`
 	Holder string `json:"holder"`
+	// Rounds the request has waited on this holder (see rotateWants).
+	Rounds int `json:"r,omitempty"`
+}
+
+// wantPatience is how many rounds a want waits on one holder before it is
+// addressed to the next client.
+const wantPatience = 4
+
+// rotateWants addresses a want that its holder has not served for
+// wantPatience rounds to the next client of the repository, in turn: the
+// holder asked first is the likeliest to have the content, but it may have
+// lost it or be gone for good, and any client holding the same version
+// serves it. A holder that still waits for the content itself keeps the
+// item pending and serves it when it can (serveWants), so rotating costs one
+// rewrite of the request, never a lost one.
+func (e *Engine) rotateWants(heads []protocol.Head) error {
+	var peers []string
+	seen := map[string]bool{e.cid: true}
+	for _, h := range heads {
+		if !seen[h.CID] {
+			seen[h.CID] = true
+			peers = append(peers, h.CID)
+		}
+	}
+	sort.Strings(peers)
+	if n, err := e.wantCount(); err != nil || n == 0 {
+		return err // no write transaction on a round with nothing wanted
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		type kv struct {
+			k  []byte
+			it wantItem
+		}
+		var all []kv
+		if err := b.ForEach(nil, func(k, v []byte) error {
+			var it wantItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			all = append(all, kv{append([]byte(nil), k...), it})
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, x := range all {
+			it := x.it
+			it.Rounds++
+			if it.Rounds >= wantPatience && len(peers) > 0 {
+				i := sort.SearchStrings(peers, it.Holder)
+				if i < len(peers) && peers[i] == it.Holder {
+					i++
+				}
+				next := peers[i%len(peers)]
+				if next != it.Holder {
+					e.log.Info("content still missing; asking another client for it", "path", string(x.k), "asked", it.Holder, "now", next)
+				}
+				it.Holder, it.Rounds = next, 0
+			}
+			if err := putJSON(b, x.k, &it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // want records that path's content must be republished by holder.
@@ -336,38 +408,52 @@ func (e *Engine) publishWants(ctx context.Context) error {
 }
 
 // serveWants republishes what other clients asked this client for: the
-// same versions, with the asker as the only expected puller.
+// same versions, with the asker as the only expected puller. An item this
+// client cannot serve yet because it waits for that very content itself
+// (its own state is have-pending, or the file is being written) is kept
+// as pending and tried again every round without reading the request
+// again, so a chain of clients catching up from each other's indexes
+// drains as soon as one of them gets the content (PROTOCOL.md §9).
 func (e *Engine) serveWants(ctx context.Context, heads []protocol.Head, lv *localView, res *Result) error {
 	for _, h := range heads {
 		if !h.Want || h.CID == e.cid {
 			continue
 		}
 		var seen uint64
+		var pending []protocol.WantItem
 		if err := e.db.View(func(tx *state.Tx) error {
 			b, err := tx.Bucket(bucketSeenW)
 			if err != nil {
 				return err
 			}
 			seen = getU64(b, h.CID)
-			return nil
+			_, err = getJSON(b, []byte(pendingKey(h.CID)), &pending)
+			return err
 		}); err != nil {
 			return err
 		}
-		if h.Seq <= seen {
+		var items []protocol.WantItem
+		switch {
+		case h.Seq > seen:
+			var w protocol.Wants
+			err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.WantsName(h.CID), protocol.MaxManifest, &w)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			if err == nil {
+				err = w.Validate(e.opts.GOOS)
+			}
+			if err != nil {
+				return fmt.Errorf("republish request of client %s: %w", h.CID, err)
+			}
+			items = w.Items
+		case len(pending) > 0:
+			items = pending
+		default:
 			continue
 		}
-		var w protocol.Wants
-		err := e.repo.GetJSON(ctx, envelope.KindAcks, protocol.WantsName(h.CID), protocol.MaxManifest, &w)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err == nil {
-			err = w.Validate(e.opts.GOOS)
-		}
+		left, err := e.republish(ctx, h.CID, items, lv, res)
 		if err != nil {
-			return fmt.Errorf("republish request of client %s: %w", h.CID, err)
-		}
-		if err := e.republish(ctx, h.CID, &w, lv, res); err != nil {
 			return err
 		}
 		if err := e.db.Update(func(tx *state.Tx) error {
@@ -375,7 +461,14 @@ func (e *Engine) serveWants(ctx context.Context, heads []protocol.Head, lv *loca
 			if err != nil {
 				return err
 			}
-			return putU64(b, h.CID, h.Seq)
+			if len(left) == 0 {
+				if err := b.Delete([]byte(pendingKey(h.CID))); err != nil {
+					return err
+				}
+			} else if err := putJSON(b, []byte(pendingKey(h.CID)), left); err != nil {
+				return err
+			}
+			return putU64(b, h.CID, max(h.Seq, seen))
 		}); err != nil {
 			return err
 		}
@@ -383,28 +476,45 @@ func (e *Engine) serveWants(ctx context.Context, heads []protocol.Head, lv *loca
 	return nil
 }
 
-func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants, lv *localView, res *Result) error {
+// pendingKey names, in the wantseen bucket, the items of a client's request
+// this client could not serve yet.
+func pendingKey(cid string) string { return "pending/" + cid }
+
+// republish sends again the items addressed to this client, and returns
+// those it cannot send yet but will be able to: content it waits for
+// itself, or a file changing while read.
+func (e *Engine) republish(ctx context.Context, asker string, items []protocol.WantItem, lv *localView, res *Result) (left []protocol.WantItem, err error) {
 	p := &pusher{e: e, res: res, states: map[string]*fileState{}, pack: newPackBuilder(e.packSize()), republishing: true}
 	if e.opts.Quota > 0 {
 		u, err := e.relayUsage(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p.usage = u
 	}
-	for _, it := range w.Items {
-		if it.Holder != e.cid || p.full {
+	for _, it := range items {
+		if it.Holder != e.cid {
+			continue
+		}
+		if p.full {
+			left = append(left, it) // the relay is full: next round
 			continue
 		}
 		st, err := e.loadState(it.Path)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if st == nil || st.Kind != protocol.KindFile || st.Hash != it.Hash {
+			// This client moved on to another version, which reaches the
+			// asker the usual way and supersedes its request.
+			continue
+		}
+		if st.Have != nil {
+			left = append(left, it) // waiting for this content too
 			continue
 		}
 		if _, modified := lv.modified(it.Path, st); modified {
-			continue
+			continue // a local edit: its new version supersedes the request
 		}
 		c := st.change(it.Path)
 		c.Rivals = nil
@@ -413,18 +523,22 @@ func (e *Engine) republish(ctx context.Context, asker string, w *protocol.Wants,
 		} else {
 			err = p.addBig(ctx, &c, nil)
 		}
-		if err != nil && !errors.Is(err, errUnstable) {
-			return err
+		if errors.Is(err, errUnstable) {
+			left = append(left, it)
+			continue
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
 	if err := p.flushPack(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if len(p.changes) == 0 {
-		return nil
+		return left, nil
 	}
 	e.log.Info("republishing content another client lacks", "client", asker, "files", len(p.changes))
-	return e.publish(ctx, p, []string{asker}, 1, false)
+	return left, e.publish(ctx, p, []string{asker}, 1, false)
 }
 
 // wantCount is how many paths wait to be republished.

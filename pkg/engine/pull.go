@@ -479,7 +479,9 @@ func winnerChange(c *protocol.Change, win *member) *protocol.Change {
 	if protocol.Compare(c.Version, win.Version) == protocol.Equal {
 		return c
 	}
-	return &protocol.Change{Path: c.Path, Kind: win.Kind, Version: win.Version, Origin: win.Origin, By: win.By, Hash: win.Hash, Size: win.Size, MTime: win.MTime, Mode: win.Mode}
+	// Lacks: whoever sent c is not known to hold the winner's content, so
+	// it is asked of the winner's author (see apply).
+	return &protocol.Change{Path: c.Path, Kind: win.Kind, Version: win.Version, Origin: win.Origin, By: win.By, Hash: win.Hash, Size: win.Size, MTime: win.MTime, Mode: win.Mode, Lacks: true}
 }
 
 func sameContent(c *protocol.Change, le *localEntry) bool {
@@ -619,9 +621,10 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		}
 		if src == nil && len(c.Data) == 0 && c.Size > 0 {
 			// An index entry or an earlier rival: the content must be sent
-			// again by whoever holds it.
+			// again. The index being caught up from holds it, unless the
+			// entry says its client waits for it too: then the author does.
 			holder := p.holder
-			if holder == "" {
+			if holder == "" || c.Lacks {
 				holder = e.repo.CID(c.By)
 			}
 			return p.missing(c, ns, le, holder, "the content of "+c.Path+" is not in the update")

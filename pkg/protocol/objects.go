@@ -103,6 +103,10 @@ type Change struct {
 	// Rivals (index entries only) are the other concurrent versions of the
 	// path the client knows, which lost to this one.
 	Rivals []Rival `json:"rivals,omitempty"`
+	// Lacks (index entries only): the indexing client knows this version
+	// but waits for its content itself, so a client catching up from the
+	// index asks the version's author for it instead (PROTOCOL.md §9).
+	Lacks bool `json:"lacks,omitempty"`
 }
 
 // Rival is a concurrent version of a path that lost the conflict rules.
@@ -259,6 +263,9 @@ func (c *Change) validate(goos string, withData bool) error {
 		if r.Kind == KindPart {
 			return invalid("%q: a rival cannot be a part", c.Path)
 		}
+	}
+	if c.Lacks && (withData || c.Kind != KindFile) {
+		return invalid("%q: only an index entry of a file may lack its content", c.Path)
 	}
 	if err := validKindHash(c.Kind, c.Hash, c.Path); err != nil || c.Kind == KindDelete {
 		return err

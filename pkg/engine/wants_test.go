@@ -1,0 +1,167 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/escale-sync/escale/pkg/protocol"
+	"github.com/escale-sync/escale/pkg/state"
+)
+
+// TestWantServedOnceTheHolderGetsTheContent: a client asked for content it
+// is itself still waiting for (it lists the path in its index, content
+// pending) must serve the request once the content reaches it, without the
+// asker having to ask again. Before, the request was marked seen when it
+// could not be served, and both clients waited for ever (the divergence of
+// the network-fault scenario).
+func TestWantServedOnceTheHolderGetsTheContent(t *testing.T) {
+	s := newScene(t, false)
+	ctx := context.Background()
+	tp := s.w.tamper()
+	tp.remove(s.packs[0])
+	s.b.refused(false, "alpha/one.txt", "sent again") // beta waits for it, asked alpha
+
+	// beta's index lists the path it knows but lacks, marked so.
+	_, entries, err := s.b.e.readIndex(ctx, s.b.e.CID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lacks, listed bool
+	for _, c := range entries {
+		if c.Path == "alpha/one.txt" {
+			listed, lacks = true, c.Lacks
+		}
+	}
+	if !listed || !lacks {
+		t.Fatalf("beta's index: alpha/one.txt listed %v, marked as lacking its content %v; want both (a client catching up from it must ask alpha)", listed, lacks)
+	}
+
+	// gamma asks beta for it (as a client catching up from beta's index
+	// did before the entries carried `lacks`).
+	st, err := s.b.e.loadState("alpha/one.txt")
+	if err != nil || st == nil {
+		t.Fatalf("beta's state of alpha/one.txt: %v %v", st, err)
+	}
+	if err := s.c.e.want("alpha/one.txt", &protocol.Change{Hash: st.Hash}, s.b.e.CID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.e.flushState(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.c.e.publishWants(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.b.refused(false, "content again") // cannot serve gamma yet: still waiting itself
+
+	tp.repair()
+	s.a.ok() // serves beta's request
+	s.b.ok() // gets the content, and serves gamma's pending request
+	if got, ok := s.b.read("alpha/one.txt"); !ok || !strings.Contains(got, "alpha's first file") {
+		t.Fatalf("beta did not get alpha/one.txt: %q %v", got, ok)
+	}
+	found := false
+	for seq := uint64(1); seq <= 3 && !found; seq++ {
+		m, err := s.b.e.readManifest(ctx, s.b.e.CID(), seq)
+		if err != nil {
+			continue
+		}
+		for _, c := range m.Changes {
+			if c.Path == "alpha/one.txt" && len(c.Data) > 0 {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("bug (regression): beta got the content gamma asked it for, but never sent it: the request was marked served while beta could not serve it, and gamma waits for ever")
+	}
+	converge(t, s.a, s.b, s.c)
+}
+
+// TestCatchUpAsksTheAuthorWhenTheIndexLacksIt: a client catching up from
+// the index of a client that waits for a file's content itself asks the
+// file's author, not that client (which cannot send it).
+func TestCatchUpAsksTheAuthorWhenTheIndexLacksIt(t *testing.T) {
+	s := newScene(t, false)
+	tp := s.w.tamper()
+	tp.remove(s.packs[0])
+	s.b.refused(false, "alpha/one.txt", "sent again") // beta waits for it
+	s.b.write("beta/x.txt", "beta's file\n", fixedTime())
+	s.b.refused(false, "content again") // pushes beta.1 and its index
+	// gamma misses alpha.1 and beta.1 and cannot read alpha's index: it
+	// catches up from beta's index alone.
+	for name := range s.w.relayFiles() {
+		if name == protocol.ManifestName(s.a.e.CID(), 1) || name == protocol.ManifestName(s.b.e.CID(), 1) ||
+			strings.HasPrefix(name, protocol.IndexDir(s.a.e.CID())+"/") {
+			tp.remove(name)
+		}
+	}
+	s.c.try()
+	var holder string
+	if err := s.c.e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		var it wantItem
+		ok, err := getJSON(b, []byte("alpha/one.txt"), &it)
+		if ok {
+			holder = it.Holder
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if holder != s.a.e.CID() {
+		t.Fatalf("gamma asked %q for alpha/one.txt (alpha is %s, beta %s): it must ask the author, as beta's index says beta lacks it", holder, s.a.e.CID(), s.b.e.CID())
+	}
+	tp.repair()
+	converge(t, s.a, s.b, s.c)
+}
+
+// TestWantTurnsToAnotherHolder: a want whose holder never serves it (that
+// client stopped running for good) is addressed to the other clients in
+// turn, and one that holds the content sends it.
+func TestWantTurnsToAnotherHolder(t *testing.T) {
+	s := newScene(t, false)
+	d := s.w.client("delta")
+	d.ok() // delta gets alpha's files, then never runs again
+	s.b.ok()
+	tp := s.w.tamper()
+	tp.remove(s.packs[0])
+	s.c.refused(false, "alpha/one.txt", "sent again")
+	// Address gamma's request to delta, as if delta had been the only
+	// index gamma could catch up from.
+	if err := s.c.e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, v []byte) error {
+			var it wantItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			it.Holder = d.e.CID()
+			return putJSON(b, k, &it)
+		})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.c.refused(false, "content again") // publishes the request naming delta
+	for i := 0; i < 4*wantPatience; i++ {
+		s.a.try()
+		s.b.try()
+		s.c.try()
+		if _, ok := s.c.read("alpha/one.txt"); ok {
+			break
+		}
+	}
+	if _, ok := s.c.read("alpha/one.txt"); !ok {
+		t.Fatalf("bug (regression): gamma's request named a client that never serves it, and after %d rounds nobody else was asked: gamma waits for ever although alpha and beta hold the file", 4*wantPatience)
+	}
+	if got, _ := s.c.read("alpha/two.txt"); !strings.Contains(got, "alpha's second file") {
+		t.Fatalf("gamma's alpha/two.txt: %q", got)
+	}
+}
