@@ -214,6 +214,7 @@ type puller struct {
 	touched bool              // something local changed
 	acked   bool              // a manifest was fully handled
 	holder  string            // set while catching up: whom to ask for content
+	writer  *smallWriter      // set while applying a manifest: small files written in the background
 	byHash  map[string]string // content hash → a local path holding it
 	skipped map[string]bool   // names this OS cannot hold, reported once
 }
@@ -242,26 +243,70 @@ func (p *puller) manifest(ctx context.Context, f *fetcher, cid string, m *protoc
 			}
 		}
 	}
+	p.writer = newSmallWriter(ctx, p.e.folder)
+	defer func() {
+		// Every write started is finished and recorded, whatever stopped
+		// the manifest.
+		werr := p.writer.close(p.finishWrite)
+		p.writer = nil
+		if werr != nil && err == nil {
+			done, err = false, p.setback(werr, "")
+		}
+	}()
 	for _, c := range order {
 		err := p.change(ctx, f, c)
-		switch {
-		case err == nil:
-		case errors.Is(err, errHeldBack), errors.Is(err, errDeferred):
-			return false, nil
-		case errors.Is(err, localfs.ErrChanged):
-			p.e.log.Info("a local file changed while syncing; retrying next round", "path", c.Path)
-			p.res.Waiting = append(p.res.Waiting, c.Path+" changed during the round")
-			return false, nil
-		case isLocalProblem(err):
-			p.res.Problems = append(p.res.Problems, err.Error())
-			p.e.log.Warn("cannot apply a change here; it will be retried", "path", c.Path, "err", err)
-			return false, nil
-		default:
-			return false, err
+		if err == nil {
+			err = p.writer.reap(p.finishWrite)
+		}
+		if err != nil {
+			return false, p.setback(err, c.Path)
 		}
 	}
 	p.acked = true
 	return true, nil
+}
+
+// setback judges an error that stopped applying a manifest: a local
+// obstacle is reported and retried next round (nil), anything else fails
+// the round.
+func (p *puller) setback(err error, path string) error {
+	var we *writeError
+	if errors.As(err, &we) {
+		path = we.path
+	}
+	switch {
+	case errors.Is(err, errHeldBack), errors.Is(err, errDeferred):
+		return nil
+	case errors.Is(err, localfs.ErrChanged):
+		p.e.log.Info("a local file changed while syncing; retrying next round", "path", path)
+		p.res.Waiting = append(p.res.Waiting, path+" changed during the round")
+		return nil
+	case isLocalProblem(err):
+		p.res.Problems = append(p.res.Problems, err.Error())
+		p.e.log.Warn("cannot apply a change here; it will be retried", "path", path, "err", err)
+		return nil
+	}
+	return err
+}
+
+// writeError is a background write that failed (smallWriter).
+type writeError struct {
+	path string
+	err  error
+}
+
+func (e *writeError) Error() string { return fmt.Sprintf("write %s: %v", e.path, e.err) }
+func (e *writeError) Unwrap() error { return e.err }
+
+// finishWrite records a small file written in the background.
+func (p *puller) finishWrite(j *writeJob) error {
+	if j.err != nil {
+		return &writeError{path: j.path, err: j.err}
+	}
+	p.res.Pulled++
+	p.touched = true
+	p.observe(j.path, j.hash)
+	return p.e.saveState(j.path, j.ns)
 }
 
 var errHeldBack = errors.New("held back")
@@ -651,6 +696,19 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 			ns.Mode = uint32(le.Mode.Perm())
 		}
 		meta := localfs.FileMeta{Mode: os.FileMode(ns.Mode).Perm(), ModTime: time.Unix(0, c.MTime)}
+		if r, ok := src.(*fileReader); ok && !r.chunked && p.writer != nil && c.Size <= SmallFile {
+			// A small file from a pack: read and verified here, written in
+			// the background (writers.go), recorded when written.
+			data, err := io.ReadAll(io.LimitReader(r, SmallFile+1))
+			if errors.Is(err, storage.ErrNotFound) {
+				return p.missing(c, ns, le, f.cid, fmt.Sprintf("data of %s is not on the relay (%v)", c.Path, err))
+			}
+			if err != nil {
+				return fmt.Errorf("read incoming data for %s: %w; nothing was replaced", c.Path, err)
+			}
+			ns.Chunks = nil
+			return p.writer.submit(&writeJob{path: c.Path, data: data, meta: meta, expect: le.expect(), ns: ns, hash: c.Hash}, p.finishWrite)
+		}
 		if err := e.folder.WriteAtomic(c.Path, src, meta, le.expect()); err != nil {
 			if errors.Is(err, storage.ErrNotFound) && f != nil {
 				// Collected, or never sent (a delta against a base this
