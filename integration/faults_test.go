@@ -112,19 +112,10 @@ func TestNetworkFaults(t *testing.T) {
 				b, _ := os.ReadFile(c.logPath)
 				failed += strings.Count(string(b), "round failed; retrying") + strings.Count(string(b), "cannot start the repository")
 			}
-			// Rarely (about one run in five of the four servers), after the
-			// faults two clients keep waiting for a version's content that no
-			// client holds any more, and the trees stay different: an open
-			// engine bug (the republish request names a holder that has moved
-			// on). Nothing is lost; the row says so.
-			w.knownDivergence = "a republish request that no holder can serve after network faults"
 			passes, _ := w.converge(8)
 			v := w.check(w.clients)
 			r.Checked, r.Lost = v.Checked, v.Lost
 			r.Notes = fmt.Sprintf("3 clients, %d edits, %d failed rounds retried; rest after %d passes", made, failed, passes)
-			if w.diverged {
-				r.Notes += "; KNOWN BUG: trees still differ at rest (a republish request nobody serves)"
-			}
 			if srv.name == "ftp" {
 				r.Notes += "; FTP data connections bypass the proxy (control only)"
 			}

@@ -65,11 +65,6 @@ type world struct {
 	clients  []*client
 	led      *ledger
 	seed     uint64
-	// knownDivergence, when set, names an open bug under which the trees
-	// may stay different at rest: check reports it instead of failing,
-	// unless KnownBugsEnv=1 (make reliability). Nothing may be lost anyway.
-	knownDivergence string
-	diverged        bool
 	// settle is the clients' settle time: "0s" unless a scenario needs
 	// escale's default (a test that writes and syncs at once would wait).
 	settle string
@@ -630,13 +625,6 @@ func (w *world) check(shared []*client) verdict {
 	// 1. identical trees.
 	for i := 1; i < len(shared); i++ {
 		if d := diffTrees(tree(shared[0].folder), tree(shared[i].folder)); d != "" {
-			if w.knownDivergence != "" && os.Getenv(KnownBugsEnv) != "1" {
-				// Reported, not failed: see knownDivergence. Versions are
-				// still checked below, strictly.
-				w.t.Logf("known bug (%s): %s and %s differ at rest:\n%s", w.knownDivergence, shared[0].name, shared[i].name, d)
-				w.diverged = true
-				continue
-			}
 			w.t.Errorf("%s and %s differ at rest:\n%s", shared[0].name, shared[i].name, d)
 		}
 	}
