@@ -305,7 +305,7 @@ func (p *puller) finishWrite(j *writeJob) error {
 	}
 	p.res.Pulled++
 	p.touched = true
-	p.observe(j.path, j.hash)
+	p.observed(j.path, j.hash, j.abs, j.info, j.infoErr)
 	return p.e.saveState(j.path, j.ns)
 }
 
@@ -823,6 +823,12 @@ func (p *puller) observe(path, hash string) {
 		return
 	}
 	fi, err := os.Lstat(abs)
+	p.observed(path, hash, abs, fi, err)
+}
+
+// observed records what a pull just wrote at path (fi, err: its Lstat),
+// so the rescan after the pull does not take it for a local edit.
+func (p *puller) observed(path, hash, abs string, fi os.FileInfo, err error) {
 	if err != nil {
 		delete(p.lv.entries, path)
 		return

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"os"
 	"sync"
 
 	"github.com/escale-sync/escale/pkg/localfs"
@@ -35,6 +36,10 @@ type writeJob struct {
 	ns     *fileState
 	hash   string
 	err    error
+	// Set by the worker after the write.
+	abs     string
+	info    os.FileInfo
+	infoErr error
 }
 
 func newSmallWriter(ctx context.Context, folder *localfs.Folder) *smallWriter {
@@ -48,6 +53,12 @@ func newSmallWriter(ctx context.Context, folder *localfs.Folder) *smallWriter {
 					j.err = err
 				} else {
 					j.err = w.folder.WriteAtomic(j.path, bytes.NewReader(j.data), j.meta, j.expect)
+				}
+				if j.err == nil {
+					// Its Lstat, for the puller's record, taken here too.
+					if j.abs, j.infoErr = w.folder.Resolve(j.path); j.infoErr == nil {
+						j.info, j.infoErr = os.Lstat(j.abs)
+					}
 				}
 				j.data = nil
 				w.done <- j
