@@ -1,9 +1,7 @@
 package engine
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -120,23 +118,34 @@ func (f *fetcher) object(ctx context.Context, id string, kind envelope.Kind, lim
 	if id == f.lastName {
 		return f.last, nil
 	}
-	name := protocol.DataName(f.cid, id)
-	rc, err := f.e.repo.OpenStream(ctx, kind, name, limit)
+	data, err := f.load(ctx, id, kind, limit)
+	if err != nil {
+		return nil, err
+	}
+	f.count(int64(len(data)))
+	f.lastName, f.last = id, data
+	return data, nil
+}
+
+// load reads and verifies one data object. It touches no fetcher state, so
+// the read-ahead of big files (bigio.go) runs several at once.
+func (f *fetcher) load(ctx context.Context, id string, kind envelope.Kind, limit int64) ([]byte, error) {
+	rc, err := f.e.repo.OpenStream(ctx, kind, protocol.DataName(f.cid, id), limit)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(rc) // verified at EOF
-	if err != nil {
-		return nil, err
-	}
-	f.bytes += int64(len(data))
+	return io.ReadAll(rc) // verified at EOF
+}
+
+// count notes one object read, on the round's goroutine only (Progress is
+// promised to be called from there).
+func (f *fetcher) count(n int64) {
+	f.bytes += n
 	f.objects++
 	if f.e.opts.Progress != nil {
-		f.e.opts.Progress(int64(len(data)))
+		f.e.opts.Progress(n)
 	}
-	f.lastName, f.last = id, data
-	return data, nil
 }
 
 // setManifest notes where each pack of m ends, to bound its reading.
@@ -160,18 +169,15 @@ const packLimit = 4 << 30
 // blob returns the plaintext of one reference.
 func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byte, error) {
 	if chunked {
-		if r.Size <= 0 || r.Size > chunkMax {
-			return nil, fmt.Errorf("%w: chunk %s of %d bytes (chunks are at most %d)", protocol.ErrInvalid, r.Obj, r.Size, chunkMax)
+		if err := checkChunkRef(r); err != nil {
+			return nil, err
 		}
 		// A chunk object is the chunk; the envelope compressed it if it could.
 		obj, err := f.object(ctx, r.Obj, envelope.KindChunk, chunkMax)
 		if err != nil {
 			return nil, err
 		}
-		if int64(len(obj)) != r.Size {
-			return nil, fmt.Errorf("%w: chunk %s holds %d bytes, manifest says %d", protocol.ErrInvalid, r.Obj, len(obj), r.Size)
-		}
-		return obj, nil
+		return obj, checkChunkSize(r, obj)
 	}
 	if r.Size > SmallFile || r.Len > SmallFile+SmallFile/8+1024 {
 		return nil, fmt.Errorf("%w: a packed file of %d bytes (%d stored); packs hold files of at most %d", protocol.ErrInvalid, r.Size, r.Len, SmallFile)
@@ -194,43 +200,18 @@ func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byt
 // errHashMismatch: the rebuilt file is not the one the manifest describes.
 var errHashMismatch = errors.New("content does not match the manifest's hash")
 
-// fileReader yields a file's content from its references, taking chunks
-// from the local base version where it has them, and fails at EOF when the
-// whole does not hash to want: localfs then leaves the target untouched.
-type fileReader struct {
-	ctx     context.Context
-	f       *fetcher
-	refs    []protocol.Ref
-	chunked bool
-	local   func(hash string) []byte // chunk from the local base, nil if absent
-	want    string
-	h       *blake3.Hasher
-	cur     *bytes.Reader
-	i       int
+// checkChunkRef refuses a chunk reference no pusher makes, before reading.
+func checkChunkRef(r protocol.Ref) error {
+	if r.Size <= 0 || r.Size > chunkMax {
+		return fmt.Errorf("%w: chunk %s of %d bytes (chunks are at most %d)", protocol.ErrInvalid, r.Obj, r.Size, chunkMax)
+	}
+	return nil
 }
 
-func (r *fileReader) Read(p []byte) (int, error) {
-	for r.cur == nil || r.cur.Len() == 0 {
-		if r.i == len(r.refs) {
-			if hex.EncodeToString(r.h.Sum(nil)) != r.want {
-				return 0, errHashMismatch
-			}
-			return 0, io.EOF
-		}
-		ref := r.refs[r.i]
-		r.i++
-		var data []byte
-		if r.chunked && r.local != nil {
-			data = r.local(ref.Hash)
-		}
-		if data == nil {
-			var err error
-			if data, err = r.f.blob(r.ctx, ref, r.chunked); err != nil {
-				return 0, err
-			}
-		}
-		r.h.Write(data)
-		r.cur = bytes.NewReader(data)
+// checkChunkSize checks a chunk object read against its reference.
+func checkChunkSize(r protocol.Ref, obj []byte) error {
+	if int64(len(obj)) != r.Size {
+		return fmt.Errorf("%w: chunk %s holds %d bytes, manifest says %d", protocol.ErrInvalid, r.Obj, len(obj), r.Size)
 	}
-	return r.cur.Read(p)
+	return nil
 }

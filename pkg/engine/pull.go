@@ -675,7 +675,8 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 			return p.missing(c, ns, le, holder, "the content of "+c.Path+" is not in the update")
 		}
 		if src == nil {
-			r := &fileReader{ctx: ctx, f: f, refs: c.Data, chunked: c.Size > SmallFile, want: c.Hash, h: blake3.New()}
+			r := newFileReader(ctx, f, c.Data, c.Size > SmallFile, c.Hash)
+			defer r.Close() // ends its read-ahead if the write stops early
 			if r.chunked {
 				var base func(string) []byte
 				if st, _ := e.loadState(c.Path); st != nil && le != nil && sameAsState(le, st) {

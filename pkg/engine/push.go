@@ -528,12 +528,20 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		limit = p.e.opts.Quota / 2
 	}
 	ch := p.e.chunk.new(io.TeeReader(f, whole), limit)
-	buf := make([]byte, chunkMax)
+	// Chunks are judged in file order here (delta, resume, quota) while up
+	// to uploadAhead of them go up behind (bigio.go).
+	u := p.newChunkUploads(ctx, c.Path)
+	defer u.close()
 	var refs []protocol.Ref
 	var total int64
 	for {
+		buf, err := u.buffer()
+		if err != nil {
+			return err
+		}
 		chunk, err := ch.Next(buf)
 		if err == io.EOF {
+			u.release(buf)
 			break
 		}
 		if err != nil {
@@ -550,27 +558,31 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 			p.sizes = append(p.sizes, 0)
 			sent = append(sent, ref)
 		}
-		if !have[h] {
-			if !p.fits(int64(chunk.Length) + 4096) {
+		if have[h] {
+			u.release(buf)
+		} else {
+			need := int64(chunk.Length) + 4096
+			if err := u.room(need); err != nil {
+				return err
+			}
+			if !p.fits(need) {
+				// The part holds what is up: every upload has ended (room).
 				p.addPart(c, sent)
 				return nil
 			}
-			// The envelope compresses chunks that compress.
-			n, err := p.e.repo.PutStream(ctx, envelope.KindChunk, protocol.DataName(p.e.cid, id), func(w io.Writer) error {
-				_, err := w.Write(chunk.Data)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("upload a chunk of %s: %w", c.Path, err)
-			}
 			have[h] = true
-			p.uploaded(id, n)
-			if err := p.e.noteChunk(id, n); err != nil {
+			if err := u.start(id, chunk.Data, buf, need); err != nil {
 				return err
 			}
 			sent = append(sent, ref)
 		}
 		refs = append(refs, ref)
+		if err := u.poll(); err != nil {
+			return err
+		}
+	}
+	if err := u.wait(); err != nil {
+		return err
 	}
 	if hex.EncodeToString(whole.Sum(nil)) != c.Hash || total != c.Size {
 		return errUnstable
