@@ -7,26 +7,16 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/escale-sync/escale/integration/reliabilityrow"
 )
 
 // ReportEnv names the file where each scenario appends its row (JSON lines)
 // for docs/RELIABILITY.md; `make reliability` sets it.
 const ReportEnv = "ESCALE_RELIABILITY_OUT"
 
-// row is one scenario's measured figures.
-type row struct {
-	Scenario string  `json:"scenario"`
-	Server   string  `json:"server"`
-	Runs     int     `json:"runs"`
-	Kills    int     `json:"kills"`
-	Faults   int     `json:"faults"`
-	Checked  int     `json:"versions_checked"`
-	Lost     int     `json:"versions_lost"`
-	Seconds  float64 `json:"seconds"`
-	Seed     uint64  `json:"seed"`
-	Passed   bool    `json:"passed"`
-	Notes    string  `json:"notes"`
-}
+// row is one scenario's measured figures, as reliabilityreport reads them.
+type row = reliabilityrow.Row
 
 var reportMu sync.Mutex
 

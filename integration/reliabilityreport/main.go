@@ -10,21 +10,12 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/escale-sync/escale/integration/reliabilityrow"
 )
 
-type row struct {
-	Scenario string  `json:"scenario"`
-	Server   string  `json:"server"`
-	Runs     int     `json:"runs"`
-	Kills    int     `json:"kills"`
-	Faults   int     `json:"faults"`
-	Checked  int     `json:"versions_checked"`
-	Lost     int     `json:"versions_lost"`
-	Seconds  float64 `json:"seconds"`
-	Seed     uint64  `json:"seed"`
-	Passed   bool    `json:"passed"`
-	Notes    string  `json:"notes"`
-}
+// row is one scenario as the suite wrote it (integration/report_test.go).
+type row = reliabilityrow.Row
 
 func main() {
 	if len(os.Args) != 3 {

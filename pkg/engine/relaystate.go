@@ -89,16 +89,24 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 		}
 	}
 	if seq > 0 && !own {
-		// This client published, yet its head is gone: a wiped or replaced
-		// relay (or a listing that lags). Pushing on would fill a folder
-		// that is no repository any more.
-		if err := e.checkMarker(ctx); err != nil {
+		// This client published, yet its head is not listed: a wiped or
+		// replaced relay, or a listing that lags. Read by name, a lagging
+		// head is there, and nothing needs healing.
+		_, err := e.relay.Stat(ctx, protocol.Head{CID: e.cid, Seq: seq}.Name())
+		switch {
+		case err == nil: // only listed late
+		case !errors.Is(err, storage.ErrNotFound):
 			return err
-		}
-		// The repository is there but not this client's head: the relay
-		// was rebuilt (`escale repair`), or lost objects.
-		if err := e.healOwnRecords(ctx, seq); err != nil {
-			return err
+		default:
+			// Pushing on would fill a folder that is no repository any more.
+			if err := e.checkMarker(ctx); err != nil {
+				return err
+			}
+			// The repository is there but not this client's head: the relay
+			// was rebuilt (`escale repair`), or lost objects.
+			if err := e.healOwnRecords(ctx, seq); err != nil {
+				return err
+			}
 		}
 	}
 	for _, h := range heads {
@@ -482,6 +490,13 @@ func (e *Engine) acknowledged(o outstanding, acks map[string]*ackRecord, now tim
 // to: uploads cut short by a crash before their manifest was written. Only
 // this client writes under its prefix, so nothing else can be in flight.
 func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
+	// A crash mid-upload also leaves, on S3, a multipart upload nobody
+	// completes or aborts: its parts stay stored (and billed). None of ours
+	// is in flight now (the push is over), so any age goes. A server that
+	// cannot list them must not stop the sync: the next sweep tries again.
+	if err := e.relay.AbortIncompleteUploads(ctx, protocol.DataDir(e.cid), 0); err != nil {
+		e.log.Warn("could not abort the unfinished uploads an interrupted push left on the relay", "err", err)
+	}
 	keep := map[string]bool{}
 	if err := eachJSON(e.db, bucketOut, func(_ string, o *outstanding) error {
 		for _, id := range o.Objects {
