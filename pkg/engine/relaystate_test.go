@@ -66,3 +66,52 @@ func TestRelayListingLagHidesOwnHead(t *testing.T) {
 	w.settle(10)
 	w.checkInvariants()
 }
+
+// TestHealedIndexSupersedesTheOldOne: when only this client's head is lost
+// (the index stays), the healed index is published above the old
+// generation and the old one is deleted, so readers never take the stale
+// root (they take the highest).
+func TestHealedIndexSupersedesTheOldOne(t *testing.T) {
+	w := registered(t, shared("a", "b"))
+	a := w.clients[0]
+	ctx := context.Background()
+	for i, content := range []string{"one", "two", "three"} {
+		a.write("p", []byte(content), w.mtime(i))
+		a.mustRound()
+	}
+	before := ownIndex(t, a)
+	heads, err := a.relay.List(ctx, protocol.HeadsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range heads {
+		if h, ok := protocol.ParseHead(path.Base(en.Name)); ok && h.CID == a.e.cid && h.Manifest() {
+			if err := a.relay.Delete(ctx, en.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	a.mustRound() // heals
+	after := ownIndex(t, a)
+	if after.Root <= before.Root {
+		t.Fatalf("healed index at generation %d, the old one was %d: readers would take the stale one", after.Root, before.Root)
+	}
+	idx, err := a.relay.List(ctx, protocol.IndexDir(a.e.cid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := 0
+	for _, en := range idx {
+		if en.Name == protocol.IndexRootName(a.e.cid, before.Root) {
+			t.Errorf("the old index root %s is still on the relay", en.Name)
+		}
+		if en.Name == protocol.IndexRootName(a.e.cid, after.Root) {
+			roots++
+		}
+	}
+	if roots != 1 {
+		t.Fatalf("the healed root is not on the relay: %v", idx)
+	}
+	w.settle(10)
+	w.checkInvariants()
+}

@@ -102,7 +102,16 @@ func (e *Engine) healOwnRecords(ctx context.Context, seq uint64) error {
 		if err != nil {
 			return err
 		}
-		return b.Delete([]byte("index")) // the next publish rebuilds it whole
+		// The next publish rebuilds the index whole (N 0 forces it) under
+		// a generation above the one the relay may still hold, and deletes
+		// that one: a reader takes the highest root, so restarting at 1
+		// would leave it reading the stale index.
+		var meta indexMeta
+		if _, err := getJSON(b, []byte("index"), &meta); err != nil {
+			return err
+		}
+		meta.N = 0
+		return putJSON(b, []byte("index"), &meta)
 	})
 }
 
