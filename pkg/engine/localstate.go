@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"unicode/utf8"
+	"unsafe"
 
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
@@ -201,4 +203,286 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// stateView is the part of a fileState record a no-change round compares
+// with the scan, read straight from the record's JSON: no reflection and no
+// allocation, where decoding every record of a big folder was most of an idle
+// round. The strings alias the record's bytes and are valid only while its
+// transaction is open.
+type stateView struct {
+	kind         protocol.ChangeKind
+	hash, target string
+	mtime        int64
+	mode         uint32
+}
+
+// viewState reads v, a fileState as putJSON writes it. It reports false
+// for anything but a plain record of top-level strings and integers — an
+// escaped string, a Have, a Retire, a malformed record —: the caller decodes
+// those fully, so the fast path never decides a case the full decoding would
+// decide otherwise.
+func viewState(v []byte) (sv stateView, ok bool) {
+	i := skipSpace(v, 0)
+	if i >= len(v) || v[i] != '{' {
+		return sv, false
+	}
+	i = skipSpace(v, i+1)
+	if i < len(v) && v[i] == '}' {
+		return sv, false // no kind: leave it to the decoder
+	}
+	hasKind := false
+	for {
+		key, j, ok := jsonString(v, i)
+		if !ok {
+			return sv, false
+		}
+		i = skipSpace(v, j)
+		if i >= len(v) || v[i] != ':' {
+			return sv, false
+		}
+		i = skipSpace(v, i+1)
+		switch key {
+		case "k", "h", "t":
+			s, j, ok := jsonString(v, i)
+			if !ok {
+				return sv, false
+			}
+			switch key {
+			case "k":
+				sv.kind, hasKind = protocol.ChangeKind(s), true
+			case "h":
+				sv.hash = s
+			case "t":
+				sv.target = s
+			}
+			i = j
+		case "m", "mo":
+			n, j, ok := jsonInt(v, i)
+			if !ok {
+				return sv, false
+			}
+			if key == "m" {
+				sv.mtime = n
+			} else {
+				if n < 0 || n > 1<<32-1 {
+					return sv, false
+				}
+				sv.mode = uint32(n)
+			}
+			i = j
+		case "v", "by", "s", "c", "p", "o", "r":
+			j, ok := skipValue(v, i)
+			if !ok {
+				return sv, false
+			}
+			i = j
+		default:
+			// "hv", "rt", or a key this code does not know (encoding/json
+			// also matches keys case-insensitively): decode fully.
+			return sv, false
+		}
+		i = skipSpace(v, i)
+		if i >= len(v) {
+			return sv, false
+		}
+		switch v[i] {
+		case ',':
+			i = skipSpace(v, i+1)
+		case '}':
+			return sv, hasKind && skipSpace(v, i+1) == len(v)
+		default:
+			return sv, false
+		}
+	}
+}
+
+func skipSpace(v []byte, i int) int {
+	for i < len(v) && (v[i] == ' ' || v[i] == '\t' || v[i] == '\n' || v[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// jsonString reads the string at v[i] without unescaping: a string with a
+// backslash, a control byte or invalid UTF-8 (which decoding would replace)
+// is refused. The result aliases v.
+func jsonString(v []byte, i int) (string, int, bool) {
+	if i >= len(v) || v[i] != '"' {
+		return "", i, false
+	}
+	ascii := true
+	for j := i + 1; j < len(v); j++ {
+		switch c := v[j]; {
+		case c == '"':
+			if j == i+1 {
+				return "", j + 1, true
+			}
+			if !ascii && !utf8.Valid(v[i+1:j]) {
+				return "", j, false
+			}
+			return unsafe.String(&v[i+1], j-i-1), j + 1, true
+		case c == '\\' || c < 0x20:
+			return "", j, false
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return "", len(v), false
+}
+
+// jsonInt reads an integer that fits an int64; fractions and exponents are
+// refused.
+func jsonInt(v []byte, i int) (int64, int, bool) {
+	neg := i < len(v) && v[i] == '-'
+	if neg {
+		i++
+	}
+	start := i
+	var n uint64
+	for ; i < len(v) && v[i] >= '0' && v[i] <= '9'; i++ {
+		if n > (1<<63)/10 {
+			return 0, i, false
+		}
+		n = n*10 + uint64(v[i]-'0')
+	}
+	if i == start || i-start > 1 && v[start] == '0' || n > 1<<63 || !neg && n == 1<<63 {
+		return 0, i, false
+	}
+	if i < len(v) && (v[i] == '.' || v[i] == 'e' || v[i] == 'E') {
+		return 0, i, false
+	}
+	if neg {
+		return -int64(n), i, true
+	}
+	return int64(n), i, true
+}
+
+// skipValue steps over the JSON value at v[i], checking its syntax (not its
+// type: a record written by putJSON has the right ones).
+func skipValue(v []byte, i int) (int, bool) {
+	return skipValueDepth(v, i, 0)
+}
+
+func skipValueDepth(v []byte, i, depth int) (int, bool) {
+	if i >= len(v) || depth > 64 {
+		return i, false
+	}
+	switch c := v[i]; {
+	case c == '"':
+		return skipString(v, i)
+	case c == '{' || c == '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		i = skipSpace(v, i+1)
+		if i < len(v) && v[i] == end {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if c == '{' {
+				if i, ok = skipString(v, i); !ok {
+					return i, false
+				}
+				if i = skipSpace(v, i); i >= len(v) || v[i] != ':' {
+					return i, false
+				}
+				i = skipSpace(v, i+1)
+			}
+			if i, ok = skipValueDepth(v, i, depth+1); !ok {
+				return i, false
+			}
+			if i = skipSpace(v, i); i >= len(v) {
+				return i, false
+			}
+			switch v[i] {
+			case ',':
+				i = skipSpace(v, i+1)
+			case end:
+				return i + 1, true
+			default:
+				return i, false
+			}
+		}
+	case c == '-' || c >= '0' && c <= '9':
+		return skipNumber(v, i)
+	}
+	for _, lit := range []string{"true", "false", "null"} {
+		if len(v)-i >= len(lit) && string(v[i:i+len(lit)]) == lit {
+			return i + len(lit), true
+		}
+	}
+	return i, false
+}
+
+// skipString steps over a string, checking its escapes.
+func skipString(v []byte, i int) (int, bool) {
+	if i >= len(v) || v[i] != '"' {
+		return i, false
+	}
+	for i++; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c == '\\':
+			if i++; i >= len(v) {
+				return i, false
+			}
+			switch v[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if len(v)-i < 5 {
+					return i, false
+				}
+				for _, h := range v[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return i, false
+					}
+				}
+				i += 4
+			default:
+				return i, false
+			}
+		}
+	}
+	return i, false
+}
+
+// skipNumber steps over a number as JSON's grammar has it.
+func skipNumber(v []byte, i int) (int, bool) {
+	digits := func() bool {
+		start := i
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		return i > start
+	}
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	if i < len(v) && v[i] == '0' {
+		i++
+	} else if !digits() {
+		return i, false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		if !digits() {
+			return i, false
+		}
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return i, false
+		}
+	}
+	return i, true
 }

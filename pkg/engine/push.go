@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -33,20 +34,45 @@ type localChange struct {
 }
 
 // localChanges lists what changed here since the last sync, sorted by path.
+//
+// It walks the state in key order beside the scan's entries. A record that
+// still matches its entry is judged from its raw bytes (viewState), without
+// decoding or allocating: in a round with no change that is every record.
+// Entries the walk does not meet are new.
 func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 	var out []localChange
+	met := 0 // entries the walk met, marked seen
+	defer func() {
+		if met == 0 {
+			return
+		}
+		for _, le := range lv.entries {
+			le.seen = false
+		}
+	}()
 	err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketFiles)
 		if err != nil {
 			return err
 		}
-		seen := make(map[string]bool, len(lv.entries))
 		if err := b.ForEach(nil, func(k, v []byte) error {
+			le := lv.entries[string(k)]
+			if le != nil && !le.seen {
+				le.seen = true
+				met++
+			}
+			if sv, ok := viewState(v); ok {
+				if sv.kind == protocol.KindDelete && le == nil {
+					return nil // a tombstone, still deleted
+				}
+				if sv.kind != protocol.KindDelete && le != nil && sameAs(le, sv.kind, sv.hash, sv.target, sv.mode, sv.mtime) {
+					return nil // unchanged
+				}
+			}
 			path := string(k)
-			seen[path] = true
 			var st fileState
-			if _, err := getJSON(b, k, &st); err != nil {
-				return err
+			if err := json.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("local state %q is damaged: %w; run `escale repair`", k, err)
 			}
 			if st.Retire && st.Have == nil {
 				if le, mod := lv.modified(path, &st); !mod && !lv.isUncertain(path) {
@@ -54,10 +80,10 @@ func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 					return nil
 				}
 			}
-			if st.Kind == protocol.KindDelete && lv.entries[path] == nil {
+			if st.Kind == protocol.KindDelete && le == nil {
 				return nil
 			}
-			if st.Kind != protocol.KindDelete && lv.entries[path] == nil && e.opts.Filter != nil && !e.opts.Filter.Match(path, false) {
+			if st.Kind != protocol.KindDelete && le == nil && e.opts.Filter != nil && !e.opts.Filter.Match(path, false) {
 				return nil // no longer synced here: not a deletion
 			}
 			if le, mod := lv.modified(path, &st); mod {
@@ -67,8 +93,11 @@ func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 		}); err != nil {
 			return err
 		}
+		if met == len(lv.entries) {
+			return nil // no new path: skip the pass over the entries
+		}
 		for path, le := range lv.entries {
-			if !seen[path] && !lv.isUncertain(path) {
+			if !le.seen && !lv.isUncertain(path) {
 				out = append(out, localChange{path: path, le: le})
 			}
 		}

@@ -165,8 +165,9 @@ func (s *Scanner) Scan(ctx context.Context, emit func(Entry) error) (Stats, erro
 	}
 	ordered := make(chan *job, orderedQueue)
 	work := make(chan *job, workers*4)
+	free := make(chan *job, orderedQueue)
 	w := &walker{
-		s: s, ctx: ctx, ordered: ordered, work: work,
+		s: s, ctx: ctx, ordered: ordered, work: work, free: free,
 		window:  s.racyWindow().Nanoseconds(),
 		visited: make(map[string]struct{}),
 	}
@@ -194,6 +195,12 @@ func (s *Scanner) Scan(ctx context.Context, emit func(Entry) error) (Stats, erro
 			if c.err != nil {
 				cancel()
 			}
+		}
+		// Done with it (its worker too, once done is closed): the walker
+		// may reuse it.
+		select {
+		case free <- j:
+		default:
 		}
 	}
 	walkErr := <-walkDone

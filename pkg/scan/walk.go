@@ -100,6 +100,7 @@ type walker struct {
 	ctx      context.Context
 	ordered  chan<- *job
 	work     chan<- *job
+	free     <-chan *job // jobs the consumer is done with, for reuse
 	window   int64
 	visited  map[string]struct{} // directories whose listing was read
 	excluded int
@@ -108,6 +109,7 @@ type walker struct {
 // child is one listed entry that passed the filter.
 type child struct {
 	name     string
+	path     string // rel/name
 	st       fileStat
 	included bool // dirs: included, for their children
 }
@@ -138,7 +140,21 @@ func (w *walker) send(j *job) bool {
 }
 
 func (w *walker) note(path string, out outcome, reason string, err error) bool {
-	return w.send(&job{entry: Entry{Path: path}, outcome: out, reason: reason, err: err})
+	j := w.job()
+	j.entry.Path, j.outcome, j.reason, j.err = path, out, reason, err
+	return w.send(j)
+}
+
+// job returns a zeroed job, one the consumer is done with if there is one:
+// a warm scan then allocates no job per file.
+func (w *walker) job() *job {
+	select {
+	case j := <-w.free:
+		*j = job{}
+		return j
+	default:
+		return new(job)
+	}
 }
 
 // dir scans directory rel, open as h (released on return). self is the
@@ -146,51 +162,23 @@ func (w *walker) note(path string, out outcome, reason string, err error) bool {
 // that are only walked through (not included).
 func (w *walker) dir(h *dirHandle, rel string, f *filter.Filter, included bool, self *Entry) error {
 	defer h.release()
-	names, err := readNames(h.root)
+	d, err := openDir(h.root)
 	if err != nil {
 		return w.dirError(rel, err)
 	}
-	if slices.Contains(names, filter.IgnoreFileName) {
-		if f, err = loadIgnore(h.root, rel, f); err != nil {
-			return w.dirError(rel, err)
-		}
-	}
-	t0 := time.Now().UnixNano()
-	children := make([]child, 0, len(names))
-	var fileNames []string
-	for _, name := range names {
-		crel := join(rel, name)
-		fi, err := h.root.Lstat(name)
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // deleted since the listing
-			}
-			if !w.note(crel, outError, "", err) {
-				return w.ctx.Err()
-			}
-			continue
-		}
-		c := child{name: name, st: statOf(fi)}
-		switch typ := c.st.mode.Type(); {
-		case typ == fs.ModeDir:
-			var descend bool
-			if descend, c.included = f.Dir(crel, included); !descend {
-				w.excluded++
-				continue
-			}
-		case !f.File(crel, included):
-			w.excluded++
-			continue
-		case typ == 0:
-			fileNames = append(fileNames, name)
-		}
-		children = append(children, c)
+	t0 := time.Now().UnixNano() // before the lstats: see racy
+	children, fileNames, f, err := w.list(h.root, d, rel, f, included)
+	d.close()
+	if err != nil || children == nil {
+		return err
 	}
 	w.visited[rel] = struct{}{}
 
 	if self != nil {
 		self.Empty = len(children) == 0
-		if !w.send(&job{entry: *self, outcome: outEmit}) {
+		j := w.job()
+		j.entry, j.outcome = *self, outEmit
+		if !w.send(j) {
 			return w.ctx.Err()
 		}
 	}
@@ -207,7 +195,9 @@ func (w *walker) dir(h *dirHandle, rel string, f *filter.Filter, included bool, 
 			for i, n := range stale {
 				del[i] = join(rel, n)
 			}
-			if !w.send(&job{deletes: del}) {
+			j := w.job()
+			j.deletes = del
+			if !w.send(j) {
 				return w.ctx.Err()
 			}
 		}
@@ -218,8 +208,7 @@ func (w *walker) dir(h *dirHandle, rel string, f *filter.Filter, included bool, 
 		if err := w.ctx.Err(); err != nil {
 			return err
 		}
-		crel := join(rel, c.name)
-		e := Entry{Path: crel, Size: c.st.size, ModTimeNs: c.st.mtimeNs, Mode: c.st.mode, Inode: c.st.ino}
+		e := Entry{Path: c.path, Size: c.st.size, ModTimeNs: c.st.mtimeNs, Mode: c.st.mode, Inode: c.st.ino}
 		var err error
 		switch c.st.mode.Type() {
 		case 0:
@@ -232,7 +221,7 @@ func (w *walker) dir(h *dirHandle, rel string, f *filter.Filter, included bool, 
 		case fs.ModeSymlink:
 			err = w.symlink(h, c, e)
 		default:
-			if !w.note(crel, outSkip, specialKind(c.st.mode), nil) {
+			if !w.note(c.path, outSkip, specialKind(c.st.mode), nil) {
 				err = w.ctx.Err()
 			}
 		}
@@ -241,6 +230,53 @@ func (w *walker) dir(h *dirHandle, rel string, f *filter.Filter, included bool, 
 		}
 	}
 	return nil
+}
+
+// list reads directory rel, open as d, and lstats its entries: the synced
+// children in name order, the names of the regular files among them, and
+// the filter for below (with the folder's ignore file). children is nil
+// when the directory was reported unreadable.
+func (w *walker) list(root *os.Root, d *dirLister, rel string, f *filter.Filter, included bool) (children []child, fileNames []string, _ *filter.Filter, err error) {
+	names, err := d.names()
+	if err != nil {
+		return nil, nil, f, w.dirError(rel, err)
+	}
+	slices.Sort(names)
+	if slices.Contains(names, filter.IgnoreFileName) {
+		if f, err = loadIgnore(root, rel, f); err != nil {
+			return nil, nil, f, w.dirError(rel, err)
+		}
+	}
+	children = make([]child, 0, len(names))
+	for _, name := range names {
+		crel := join(rel, name)
+		st, err := d.lstat(name)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // deleted since the listing
+			}
+			if !w.note(crel, outError, "", err) {
+				return nil, nil, f, w.ctx.Err()
+			}
+			continue
+		}
+		c := child{name: name, path: crel, st: st}
+		switch typ := c.st.mode.Type(); {
+		case typ == fs.ModeDir:
+			var descend bool
+			if descend, c.included = f.Dir(crel, included); !descend {
+				w.excluded++
+				continue
+			}
+		case !f.File(crel, included):
+			w.excluded++
+			continue
+		case typ == 0:
+			fileNames = append(fileNames, name)
+		}
+		children = append(children, c)
+	}
+	return children, fileNames, f, nil
 }
 
 // dirError reports an unreadable directory and goes on, unless the root
@@ -256,14 +292,16 @@ func (w *walker) dirError(rel string, err error) error {
 }
 
 func (w *walker) file(h *dirHandle, c child, e Entry, rec *state.FileRecord, found bool, t0 int64) error {
+	j := w.job()
 	if found && trusted(rec, c.st, w.window) {
 		e.Hash = rec.Hash
-		if !w.send(&job{entry: e, outcome: outEmit}) {
+		j.entry, j.outcome = e, outEmit
+		if !w.send(j) {
 			return w.ctx.Err()
 		}
 		return nil
 	}
-	j := &job{entry: e, done: make(chan struct{}), dir: h, name: c.name, before: c.st, t0: t0}
+	j.entry, j.done, j.dir, j.name, j.before, j.t0 = e, make(chan struct{}), h, c.name, c.st, t0
 	h.acquire()
 	if !w.send(j) {
 		h.release()
@@ -298,7 +336,9 @@ func (w *walker) symlink(h *dirHandle, c child, e Entry) error {
 	e.Target = target
 	e.Size = int64(len(target))
 	e.Hash = blake3.Sum256([]byte(target))
-	if !w.send(&job{entry: e, outcome: outEmit}) {
+	j := w.job()
+	j.entry, j.outcome = e, outEmit
+	if !w.send(j) {
 		return w.ctx.Err()
 	}
 	return nil
@@ -333,20 +373,6 @@ func (w *walker) subdir(h *dirHandle, c child, e Entry, f *filter.Filter) error 
 		self = &e
 	}
 	return w.dir(sh, e.Path, f, c.included, self)
-}
-
-func readNames(root *os.Root) ([]string, error) {
-	d, err := root.Open(".")
-	if err != nil {
-		return nil, err
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, err
-	}
-	slices.Sort(names)
-	return names, nil
 }
 
 func loadIgnore(root *os.Root, rel string, f *filter.Filter) (*filter.Filter, error) {
