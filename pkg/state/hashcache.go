@@ -143,6 +143,7 @@ func (c *HashCache) Write(puts []KV, deletes []string) error {
 	}
 	err := c.db.bolt.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(hashCacheBucket)
+		b.FillPercent = fillPercent // written a directory at a time, in key order
 		for _, kv := range puts {
 			key, err := cacheKey(kv.Path)
 			if err != nil {

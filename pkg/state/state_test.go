@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -359,5 +360,42 @@ func TestUnknownRecordFormatRefused(t *testing.T) {
 	defer db.Close()
 	if _, _, err := db.HashCache().Get("f"); err == nil || !strings.Contains(err.Error(), "upgrade escale") {
 		t.Fatalf("Get of a newer record: %v", err)
+	}
+}
+
+// TestKeyOrderedWritesFillPages: a bucket written in key order (as the
+// engine writes its state) keeps its leaves nearly full, so a pass over a
+// big state touches half the pages bbolt's default would leave.
+func TestKeyOrderedWritesFillPages(t *testing.T) {
+	db, _ := openTemp(t)
+	const n = 20000
+	val := bytes.Repeat([]byte("r"), 150)
+	keys := make([]string, 0, n)
+	for i := range n {
+		keys = append(keys, fmt.Sprintf("dir%03d/file%06d", i%500, i))
+	}
+	slices.Sort(keys)
+	if err := db.Update(func(tx *Tx) error {
+		b, err := tx.Bucket("sorted")
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := b.Put([]byte(k), val); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.bolt.View(func(tx *bolt.Tx) error {
+		st := tx.Bucket([]byte(userBucketPrefix + "sorted")).Stats()
+		if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); fill < 0.8 {
+			t.Errorf("leaves of a key-ordered bucket are %.0f%% full (%d of %d bytes), want at least 80%%", 100*fill, st.LeafInuse, st.LeafAlloc)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
