@@ -59,8 +59,13 @@ type Options struct {
 	// round — a program may still be writing it, and a snapshot taken
 	// between two of its writes would be a torn version. 0: no wait.
 	Settle time.Duration
-	DryRun bool // rounds only say what they would do (Result.Plan)
-	Filter *filter.Filter
+	// WantPatience is how long, at least, a request for missing content
+	// waits on one holder before it is asked of the next client (and at
+	// least 4 rounds): an idle holder polls only every max_poll. 0:
+	// DefaultWantPatience.
+	WantPatience time.Duration
+	DryRun       bool // rounds only say what they would do (Result.Plan)
+	Filter       *filter.Filter
 	// IndexBy and IndexN page the relay index: "hash" with N pages, or
 	// "topdir" keeping paths that share their first N folders on one page.
 	// "" picks hash paging sized to the tree.
@@ -148,6 +153,9 @@ func New(ctx context.Context, relay *storage.Relay, opts Options) (*Engine, erro
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.WantPatience == 0 {
+		opts.WantPatience = DefaultWantPatience
 	}
 	if opts.GOOS == "" {
 		opts.GOOS = runtime.GOOS

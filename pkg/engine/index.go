@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zeebo/blake3"
 
@@ -278,16 +279,24 @@ func (e *Engine) readIndex(ctx context.Context, cid string) (*protocol.IndexRoot
 type wantItem struct {
 	Hash   string `json:"hash"`
 	Holder string `json:"holder"`
-	// Rounds the request has waited on this holder (see rotateWants).
-	Rounds int `json:"r,omitempty"`
+	// Rounds the request has waited on this holder, and since when (Unix
+	// ns; see rotateWants).
+	Rounds int   `json:"r,omitempty"`
+	Since  int64 `json:"t,omitempty"`
 }
 
-// wantPatience is how many rounds a want waits on one holder before it is
-// addressed to the next client.
+// wantPatience is how many rounds, at least, a want waits on one holder
+// before it is addressed to the next client; Options.WantPatience is how
+// long, at least.
 const wantPatience = 4
 
+// DefaultWantPatience: twice the default max_poll, so an idle holder
+// polls at least once before its request moves on.
+const DefaultWantPatience = 10 * time.Minute
+
 // rotateWants addresses a want that its holder has not served for
-// wantPatience rounds to the next client of the repository, in turn: the
+// wantPatience rounds and Options.WantPatience to the next client of the
+// repository, in turn: the
 // holder asked first is the likeliest to have the content, but it may have
 // lost it or be gone for good, and any client holding the same version
 // serves it. A holder that still waits for the content itself keeps the
@@ -329,7 +338,11 @@ func (e *Engine) rotateWants(heads []protocol.Head) error {
 		for _, x := range all {
 			it := x.it
 			it.Rounds++
-			if it.Rounds >= wantPatience && len(peers) > 0 {
+			now := e.opts.Now().UnixNano()
+			if it.Since == 0 {
+				it.Since = now
+			}
+			if it.Rounds >= wantPatience && now-it.Since >= int64(e.opts.WantPatience) && len(peers) > 0 {
 				i := sort.SearchStrings(peers, it.Holder)
 				if i < len(peers) && peers[i] == it.Holder {
 					i++
@@ -338,7 +351,7 @@ func (e *Engine) rotateWants(heads []protocol.Head) error {
 				if next != it.Holder {
 					e.log.Info("content still missing; asking another client for it", "path", string(x.k), "asked", it.Holder, "now", next)
 				}
-				it.Holder, it.Rounds = next, 0
+				it.Holder, it.Rounds, it.Since = next, 0, now
 			}
 			if err := putJSON(b, x.k, &it); err != nil {
 				return err
@@ -354,7 +367,7 @@ func (e *Engine) want(p string, c *protocol.Change, holder string) error {
 	if e.stagedWants == nil {
 		e.stagedWants = map[string]*wantItem{}
 	}
-	e.stagedWants[p] = &wantItem{Hash: c.Hash, Holder: holder}
+	e.stagedWants[p] = &wantItem{Hash: c.Hash, Holder: holder, Since: e.opts.Now().UnixNano()}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
@@ -149,15 +150,27 @@ func TestWantTurnsToAnotherHolder(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// gamma's clock: the request must also wait WantPatience, so that an
+	// idle holder (polling every max_poll) sees it before it moves on.
+	now := time.Now()
+	s.c.e.opts.Now = func() time.Time { return now }
 	s.c.refused(false, "content again") // publishes the request naming delta
-	for i := 0; i < 4*wantPatience; i++ {
-		s.a.try()
-		s.b.try()
-		s.c.try()
-		if _, ok := s.c.read("alpha/one.txt"); ok {
-			break
+	rounds := func() {
+		for i := 0; i < 4*wantPatience; i++ {
+			s.a.try()
+			s.b.try()
+			s.c.try()
+			if _, ok := s.c.read("alpha/one.txt"); ok {
+				break
+			}
 		}
 	}
+	rounds()
+	if _, ok := s.c.read("alpha/one.txt"); ok {
+		t.Fatalf("gamma's request moved on from delta within %d rounds but no time: an idle holder would never see it", 4*wantPatience)
+	}
+	now = now.Add(DefaultWantPatience + time.Minute)
+	rounds()
 	if _, ok := s.c.read("alpha/one.txt"); !ok {
 		t.Fatalf("bug (regression): gamma's request named a client that never serves it, and after %d rounds nobody else was asked: gamma waits for ever although alpha and beta hold the file", 4*wantPatience)
 	}
