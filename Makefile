@@ -70,12 +70,11 @@ torture:
 	ESCALE_TORTURE=full $(SCRUB) $(GO) test -count=1 -timeout 90m ./integration/
 
 # docs/RELIABILITY.md from a run of the reliability suite (short by default;
-# RELIABILITY_MODE=full for the torture lengths). Known-bug reproductions
-# run too, so their rows show the measured damage.
+# RELIABILITY_MODE=full for the torture lengths).
 RELIABILITY_MODE ?= short
 reliability:
 	rm -f bin/reliability.jsonl; mkdir -p bin
-	-ESCALE_RELIABILITY_OUT=$(CURDIR)/bin/reliability.jsonl ESCALE_KNOWN_BUGS=1 \
+	-ESCALE_RELIABILITY_OUT=$(CURDIR)/bin/reliability.jsonl \
 	  $(if $(filter full,$(RELIABILITY_MODE)),ESCALE_TORTURE=full) $(SCRUB) $(GO) test -count=1 -timeout 90m ./integration/
 	$(GO) run ./integration/reliabilityreport bin/reliability.jsonl $(RELIABILITY_MODE) > docs/RELIABILITY.md
 

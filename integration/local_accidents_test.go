@@ -321,15 +321,3 @@ func mustHash(t *testing.T, p string) string {
 	}
 	return h
 }
-
-// KnownBugsEnv runs the reproductions of bugs not fixed yet (make
-// reliability sets it, so their rows show the measured damage).
-const KnownBugsEnv = "ESCALE_KNOWN_BUGS"
-
-// knownBug skips a reproduction of an open bug unless KnownBugsEnv=1.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv(KnownBugsEnv) != "1" {
-		t.Skipf("known bug, run with %s=1: %s", KnownBugsEnv, what)
-	}
-}

@@ -22,7 +22,7 @@ const (
 	bucketDirty = "idxdirty" // paths changed since the index was last published
 	bucketPage  = "bypage"   // "<page>/<path>": the paths of each index page
 	bucketWants = "wants"    // path → wantItem: content this client asked to be republished
-	bucketSeenW = "wantseen" // client id → want generation already served
+	bucketSeenW = "wantseen" // client id → want generation read; "pending/"+id → its items not served yet
 	bucketChunk = "chunks"   // chunk id → stored size, once its upload completed
 )
 
