@@ -7,6 +7,7 @@ package engine
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,6 +49,18 @@ func (f *forge) file(path string, content []byte) protocol.Change {
 	return protocol.Change{Path: path, Kind: protocol.KindFile, Version: protocol.Vector{f.a.e.CID(): 100}, By: "alpha",
 		Hash: blake(content), Size: n, MTime: fixedTime().UnixNano(), Mode: 0o644,
 		Data: []protocol.Ref{{Obj: id, Len: n, Size: n}}}
+}
+
+// packedChunk is an update of big.bin, one chunk in a chunk pack that
+// holds tail after it, its reference edited by edit.
+func (f *forge) packedChunk(tail []byte, edit func(*protocol.Ref)) *protocol.Manifest {
+	chunk := randomBytes(f.t, SmallFile+1000)
+	id := f.data(envelope.KindPack, append(append([]byte{}, chunk...), tail...))
+	n := int64(len(chunk))
+	ref := protocol.Ref{Obj: id, Len: n, Size: n, Hash: blake(chunk)}
+	edit(&ref)
+	return f.manifest(protocol.Change{Path: "big.bin", Kind: protocol.KindFile, Version: protocol.Vector{f.a.e.CID(): 100}, By: "alpha",
+		Hash: blake(chunk), Size: n, MTime: fixedTime().UnixNano(), Mode: 0o644, Data: []protocol.Ref{ref}})
 }
 
 func (f *forge) manifest(changes ...protocol.Change) *protocol.Manifest {
@@ -165,9 +178,9 @@ func TestHostileManifestFields(t *testing.T) {
 		}, "appears twice"},
 		{"newer-version", func(s *hostileScene) *protocol.Manifest {
 			m := s.f.manifest(s.f.file("x.txt", []byte("x")))
-			m.V = 2
+			m.V = protocol.Version + 1
 			return m
-		}, "manifest version 2"},
+		}, fmt.Sprintf("manifest version %d", protocol.Version+1)},
 		{"seq-replayed-under-another-number", func(s *hostileScene) *protocol.Manifest {
 			m := s.f.manifest(s.f.file("x.txt", []byte("x")))
 			m.Seq = 1
@@ -431,6 +444,18 @@ func TestHostileManifestData(t *testing.T) {
 				Data: []protocol.Ref{{Obj: id, Size: n, Hash: blake(chunk)}}}
 			return s.f.manifest(c)
 		}, []string{"big.bin", "manifest says"}, ""},
+		{"chunk-pack-ref-past-its-end", func(s *hostileScene) *protocol.Manifest {
+			return s.f.packedChunk(nil, func(r *protocol.Ref) { r.Off = 10 })
+		}, []string{"big.bin"}, ""},
+		{"chunk-pack-len-not-size", func(s *hostileScene) *protocol.Manifest {
+			return s.f.packedChunk(nil, func(r *protocol.Ref) { r.Len++ })
+		}, []string{"big.bin", "outside pack"}, ""},
+		{"chunk-pack-longer-than-its-chunks", func(s *hostileScene) *protocol.Manifest {
+			return s.f.packedChunk(zeros(8<<20), func(*protocol.Ref) {})
+		}, []string{"big.bin", "exceeds limit"}, ""},
+		{"chunk-pack-compressed-flag", func(s *hostileScene) *protocol.Manifest {
+			return s.f.packedChunk(nil, func(r *protocol.Ref) { r.Z = true })
+		}, []string{"big.bin", "outside pack"}, ""},
 		{"blob-decompression-bomb", func(s *hostileScene) *protocol.Manifest {
 			stored := zstdBytes(zeros(64 << 20)) // 64 MiB of zeros in a few KiB
 			id := s.f.data(envelope.KindPack, stored)

@@ -9,6 +9,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -762,7 +763,9 @@ func TestMarkerTampered(t *testing.T) {
 			})
 		}, []string{"another repository"}},
 		{"encryption-none", func(w *world, tp *tamper) { tp.edit(protocol.MarkerName, replace(`"age"`, `"none"`)) }, []string{"encryption", "none"}},
-		{"newer-version", func(w *world, tp *tamper) { tp.edit(protocol.MarkerName, replace(`"version": 1`, `"version": 2`)) }, []string{"upgrade"}},
+		{"newer-version", func(w *world, tp *tamper) {
+			tp.edit(protocol.MarkerName, replace(fmt.Sprintf(`"version": %d`, protocol.Version), fmt.Sprintf(`"version": %d`, protocol.Version+1)))
+		}, []string{"upgrade"}},
 		{"truncate-half", func(w *world, tp *tamper) { tp.edit(protocol.MarkerName, truncate(middle)) }, []string{protocol.MarkerName}},
 		{"from-other-repository", func(w *world, tp *tamper) { tp.put(protocol.MarkerName, other.marker) }, []string{"another repository"}},
 		{"removed", func(w *world, tp *tamper) { tp.remove(protocol.MarkerName) }, []string{"no " + protocol.MarkerName}},

@@ -14,34 +14,61 @@ import (
 	"github.com/escale-sync/escale/pkg/protocol"
 )
 
-// Big files move several chunk objects at a time: one object per request
-// leaves the link idle during every round trip and every seal, and a
-// high-latency relay (WebDAV: several requests per object) idle most of the
-// time. Each side keeps at most this many chunks in flight, so memory stays
-// bounded at a few chunkMax buffers whatever the file's size.
+// The new chunks of a big file travel in chunk packs (PROTOCOL.md §7):
+// one object per chunk would cost every request three times per chunk
+// (upload, download, delete), about 1,400 objects per GiB, which a relay
+// with a per-request cost (WebDAV: ~10 ms each) cannot carry fast. A pack
+// holds the new chunks of one file, in file order, up to chunkPackSize.
+// A few packs go up at once while the next is cut and hashed, and a few are
+// read ahead on pull, so memory stays bounded whatever the file's size.
 const (
-	uploadAhead = 4
-	readAhead   = 4
+	chunkPackSize = 8 << 20
+	uploadAhead   = 2
+	// readAhead bounds the objects a pull reads ahead, readAheadBytes their
+	// plaintext: four one-chunk objects (version 1) or three packs.
+	readAhead      = 4
+	readAheadBytes = 3*chunkPackSize + chunkMax
 )
 
-// chunkUploads runs the uploads of one big file's chunks, up to uploadAhead
-// at a time, while the caller chunks and hashes what follows. Results are
-// handled on the caller's goroutine (accounting, the resume record), so the
-// pusher needs no lock; the first failure cancels the other uploads.
-type chunkUploads struct {
+// chunkPack is the chunk pack being filled: the plaintext of its chunks one
+// after the other, their hashes and sizes.
+type chunkPack struct {
+	buf    []byte
+	hashes [][32]byte
+	sizes  []int64
+}
+
+// id names a pack by its chunks: a push cut and resumed packs the same
+// chunks the same way and finds its finished packs on the relay. The
+// layout (offsets) follows from the chunks, so the same name is the same
+// layout.
+func (p *pusher) chunkPackID(pk *chunkPack) string {
+	h := blake3.New()
+	for _, s := range pk.hashes {
+		h.Write(s[:])
+	}
+	return p.e.repo.ObjectID([]byte("chunk pack"), h.Sum(nil))
+}
+
+// packUploads runs the uploads of one big file's chunk packs, up to
+// uploadAhead at a time, while the caller chunks and hashes what follows.
+// Results are handled on the caller's goroutine (accounting, the resume
+// record), so the pusher needs no lock; the first failure cancels the
+// other uploads.
+type packUploads struct {
 	p        *pusher
 	path     string
 	ctx      context.Context
 	cancel   context.CancelFunc
-	done     chan chunkUpload // buffered: an upload never waits to report
+	done     chan packUpload // buffered: an upload never waits to report
 	running  int
 	reserved int64    // quota reserved by the uploads running
-	free     [][]byte // chunk buffers not in use
+	free     [][]byte // pack buffers not in use
 	made     int
 	err      error // the first failure
 }
 
-type chunkUpload struct {
+type packUpload struct {
 	id      string
 	n       int64 // stored size
 	reserve int64
@@ -49,14 +76,14 @@ type chunkUpload struct {
 	err     error
 }
 
-func (p *pusher) newChunkUploads(ctx context.Context, path string) *chunkUploads {
+func (p *pusher) newPackUploads(ctx context.Context, path string) *packUploads {
 	ctx, cancel := context.WithCancel(ctx)
-	return &chunkUploads{p: p, path: path, ctx: ctx, cancel: cancel, done: make(chan chunkUpload, uploadAhead)}
+	return &packUploads{p: p, path: path, ctx: ctx, cancel: cancel, done: make(chan packUpload, uploadAhead)}
 }
 
-// buffer returns a free chunk buffer. There are at most uploadAhead+1: one
+// buffer returns an empty pack buffer. There are at most uploadAhead+1: one
 // being filled while uploadAhead go up.
-func (u *chunkUploads) buffer() ([]byte, error) {
+func (u *packUploads) buffer() ([]byte, error) {
 	for len(u.free) == 0 && u.made > uploadAhead && u.running > 0 {
 		if err := u.handle(<-u.done); err != nil {
 			return nil, err
@@ -65,19 +92,23 @@ func (u *chunkUploads) buffer() ([]byte, error) {
 	if n := len(u.free); n > 0 {
 		b := u.free[n-1]
 		u.free = u.free[:n-1]
-		return b, nil
+		return b[:0], nil
 	}
 	u.made++
-	return make([]byte, chunkMax), nil
+	return make([]byte, 0, chunkPackSize+chunkMax), nil
 }
 
 // release gives back a buffer no upload took.
-func (u *chunkUploads) release(buf []byte) { u.free = append(u.free, buf) }
+func (u *packUploads) release(buf []byte) {
+	if buf != nil {
+		u.free = append(u.free, buf)
+	}
+}
 
-// start uploads the chunk data, which lies in buf; buf is the uploader's
-// until the upload ends. reserve is the quota the upload may take. It
-// waits while uploadAhead uploads are running.
-func (u *chunkUploads) start(id string, data, buf []byte, reserve int64) error {
+// start uploads the pack in buf; buf is the uploader's until the upload
+// ends. reserve is the quota the upload may take. It waits while
+// uploadAhead uploads are running.
+func (u *packUploads) start(id string, buf []byte, reserve int64) error {
 	for u.running >= uploadAhead {
 		if err := u.handle(<-u.done); err != nil {
 			return err
@@ -90,12 +121,12 @@ func (u *chunkUploads) start(id string, data, buf []byte, reserve int64) error {
 	u.reserved += reserve
 	e := u.p.e
 	go func() {
-		// The envelope compresses chunks that compress.
-		n, err := e.repo.PutStream(u.ctx, envelope.KindChunk, protocol.DataName(e.cid, id), func(w io.Writer) error {
-			_, err := w.Write(data)
+		// The envelope compresses packs that compress.
+		n, err := e.repo.PutStream(u.ctx, envelope.KindPack, protocol.DataName(e.cid, id), func(w io.Writer) error {
+			_, err := w.Write(buf)
 			return err
 		})
-		u.done <- chunkUpload{id: id, n: n, reserve: reserve, buf: buf, err: err}
+		u.done <- packUpload{id: id, n: n, reserve: reserve, buf: buf, err: err}
 	}()
 	return nil
 }
@@ -103,13 +134,13 @@ func (u *chunkUploads) start(id string, data, buf []byte, reserve int64) error {
 // handle takes in one finished upload: counted and recorded as uploaded
 // (so a cut push resumes after it), or its failure kept. An upload that
 // succeeds after another failed is still recorded.
-func (u *chunkUploads) handle(r chunkUpload) error {
+func (u *packUploads) handle(r packUpload) error {
 	u.running--
 	u.reserved -= r.reserve
 	u.free = append(u.free, r.buf)
 	if r.err != nil {
 		if u.err == nil {
-			u.err = fmt.Errorf("upload a chunk of %s: %w", u.path, r.err)
+			u.err = fmt.Errorf("upload the chunks of %s: %w", u.path, r.err)
 			u.cancel()
 		}
 		return u.err
@@ -123,7 +154,7 @@ func (u *chunkUploads) handle(r chunkUpload) error {
 }
 
 // poll handles the uploads that have ended, without waiting.
-func (u *chunkUploads) poll() error {
+func (u *packUploads) poll() error {
 	for u.running > 0 {
 		select {
 		case r := <-u.done:
@@ -138,7 +169,7 @@ func (u *chunkUploads) poll() error {
 }
 
 // wait lets every upload end and reports the first failure.
-func (u *chunkUploads) wait() error {
+func (u *packUploads) wait() error {
 	for u.running > 0 {
 		u.handle(<-u.done)
 	}
@@ -148,8 +179,8 @@ func (u *chunkUploads) wait() error {
 // room makes sure the quota judgement of an upload of n bytes sees every
 // earlier upload's real size: when the uploads running might cross the
 // quota with it, it waits for them. The caller then asks p.fits as the
-// one-at-a-time push did, and the quota stops the file at the same chunk.
-func (u *chunkUploads) room(n int64) error {
+// one-at-a-time push did, and the quota stops the file at the same pack.
+func (u *packUploads) room(n int64) error {
 	q := u.p.e.opts.Quota
 	if q > 0 && u.running > 0 && u.p.usage+u.reserved+n > q {
 		return u.wait()
@@ -160,7 +191,7 @@ func (u *chunkUploads) room(n int64) error {
 // close cancels the uploads still running and waits for them: no goroutine
 // outlives addBig. Those that finished anyway are still recorded, so the
 // next round does not send them again.
-func (u *chunkUploads) close() {
+func (u *packUploads) close() {
 	u.cancel()
 	for u.running > 0 {
 		_ = u.handle(<-u.done)
@@ -170,8 +201,9 @@ func (u *chunkUploads) close() {
 // fileReader yields a file's content from its references, taking chunks
 // from the local base version where it has them, and fails at EOF when the
 // whole does not hash to want: localfs then leaves the target untouched.
-// A chunked file's next readAhead chunks are fetched at once while the
-// consumer writes the current one; Close stops them.
+// A chunked file's next chunks are fetched at once while the consumer
+// writes the current one, up to readAhead objects and readAheadBytes; a
+// chunk pack is read once for all its chunks. Close stops them.
 type fileReader struct {
 	ctx     context.Context
 	f       *fetcher
@@ -185,22 +217,33 @@ type fileReader struct {
 	err     error // sticky: once failed, always failed
 
 	// Read-ahead of chunked files.
-	next   int           // next reference to start
-	ahead  []*chunkFetch // started, for refs i..next-1, in order
-	last   *chunkFetch   // the one consumed last (a repeated chunk reuses it)
-	cancel context.CancelFunc
-	wctx   context.Context
-	wg     sync.WaitGroup
+	next       int           // next reference to start
+	ahead      []*chunkFetch // started, for refs i..next-1, in order
+	aheadObjs  map[string]int
+	aheadBytes int64
+	packs      map[string]*objectLoad // objects being read or read, shared by their chunks
+	uses       map[string]int         // references left to consume, per object
+	cancel     context.CancelFunc
+	wctx       context.Context
+	wg         sync.WaitGroup
 }
 
 // chunkFetch is one chunk being read; its fields are set before done closes.
 type chunkFetch struct {
-	obj     string
+	done chan struct{}
+	data []byte
+	obj  *objectLoad // the object it came from; nil: a local copy
+	err  error
+}
+
+// objectLoad is one data object read whole; data and err are set before
+// done closes. counted is the consumer's.
+type objectLoad struct {
+	once    sync.Once
 	done    chan struct{}
 	data    []byte
-	remote  bool // read from the relay, not from a local copy
-	counted bool
 	err     error
+	counted bool
 }
 
 func newFileReader(ctx context.Context, f *fetcher, refs []protocol.Ref, chunked bool, want string) *fileReader {
@@ -240,87 +283,89 @@ func (r *fileReader) nextData() ([]byte, error) {
 		r.i++
 		return r.f.blob(r.ctx, ref, false)
 	}
+	if err := r.ctx.Err(); err != nil {
+		return nil, err // a cancelled round writes no file, even from what is read ahead
+	}
 	r.fill()
 	cf := r.ahead[0]
 	r.ahead = r.ahead[1:]
 	r.i++
+	if r.aheadObjs[ref.Obj]--; r.aheadObjs[ref.Obj] == 0 {
+		delete(r.aheadObjs, ref.Obj)
+	}
+	r.aheadBytes -= ref.Size
 	<-cf.done
+	// The object stays at hand while later chunks need it. The map is the
+	// consumer's: fetches hold their own pointer to the load.
+	if r.uses[ref.Obj]--; r.uses[ref.Obj] <= 0 {
+		delete(r.packs, ref.Obj)
+	}
 	if cf.err != nil {
 		return nil, cf.err
 	}
-	if cf.remote && !cf.counted {
-		cf.counted = true
-		r.f.count(int64(len(cf.data)))
+	if ol := cf.obj; ol != nil && !ol.counted {
+		ol.counted = true
+		r.f.count(int64(len(ol.data)))
 	}
-	r.last = cf
 	return cf.data, nil
 }
 
-// fill starts the fetches of the next readAhead chunks not started yet.
-// A chunk repeated close by (a run of zeros) is fetched once.
+// fill starts the fetches of the chunks ahead, within the read-ahead
+// bounds; the chunk to consume next always starts.
 func (r *fileReader) fill() {
 	if r.wctx == nil {
 		r.wctx, r.cancel = context.WithCancel(r.ctx)
-	}
-	for r.next < len(r.refs) && r.next < r.i+readAhead {
-		ref := r.refs[r.next]
-		r.next++
-		if cf := r.started(ref.Obj); cf != nil {
-			r.ahead = append(r.ahead, cf)
-			continue
+		r.aheadObjs, r.packs, r.uses = map[string]int{}, map[string]*objectLoad{}, map[string]int{}
+		for _, ref := range r.refs {
+			r.uses[ref.Obj]++
 		}
-		cf := &chunkFetch{obj: ref.Obj, done: make(chan struct{})}
+	}
+	for r.next < len(r.refs) {
+		ref := r.refs[r.next]
+		_, open := r.aheadObjs[ref.Obj]
+		if r.next > r.i && ((!open && len(r.aheadObjs) >= readAhead) || r.aheadBytes+ref.Size > readAheadBytes) {
+			return
+		}
+		r.next++
+		r.aheadObjs[ref.Obj]++
+		r.aheadBytes += ref.Size
+		ol := r.packs[ref.Obj]
+		if ol == nil {
+			ol = &objectLoad{done: make(chan struct{})}
+			r.packs[ref.Obj] = ol
+		}
+		limit := r.f.packEnd[ref.Obj]
+		cf := &chunkFetch{done: make(chan struct{})}
 		r.ahead = append(r.ahead, cf)
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
 			defer close(cf.done)
-			cf.data, cf.remote, cf.err = r.fetch(ref)
+			cf.data, cf.obj, cf.err = r.fetch(ref, ol, limit)
 		}()
 	}
 }
 
-// started finds a fetch of obj still at hand. Its err is read only when it
-// is done (a failed one is not shared: it fails in its own place).
-func (r *fileReader) started(obj string) *chunkFetch {
-	match := func(cf *chunkFetch) bool {
-		if cf == nil || cf.obj != obj {
-			return false
-		}
-		select {
-		case <-cf.done:
-			return cf.err == nil
-		default:
-			return true
-		}
-	}
-	for _, cf := range r.ahead {
-		if match(cf) {
-			return cf
-		}
-	}
-	if match(r.last) {
-		return r.last
-	}
-	return nil
-}
-
 // fetch reads one chunk, from a local copy if there is one, else from the
-// relay. It runs on its own goroutine: it touches no reader or fetcher state.
-func (r *fileReader) fetch(ref protocol.Ref) (data []byte, remote bool, err error) {
+// object on the relay, which the first chunk to need it reads for all.
+// It runs on its own goroutine: it touches no reader or fetcher state but
+// its object's load.
+func (r *fileReader) fetch(ref protocol.Ref, ol *objectLoad, limit int64) (data []byte, from *objectLoad, err error) {
 	if r.local != nil {
 		if data := r.local(ref.Hash); data != nil {
-			return data, false, nil
+			return data, nil, nil
 		}
 	}
 	if err := checkChunkRef(ref); err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
-	data, err = r.f.load(r.wctx, ref.Obj, envelope.KindChunk, chunkMax)
-	if err != nil {
-		return nil, false, err
+	r.f.loadOnce(r.wctx, ol, ref, limit)
+	<-ol.done
+	if ol.err != nil {
+		return nil, nil, ol.err
 	}
-	return data, true, checkChunkSize(ref, data)
+	data, err = chunkOf(ref, ol.data)
+	return data, ol, err
 }
 
 // Close stops the read-ahead and waits for it: nothing outlives the reader.
@@ -331,5 +376,6 @@ func (r *fileReader) Close() error {
 	}
 	r.wg.Wait()
 	r.ahead = nil
+	r.packs = nil
 	return nil
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zeebo/blake3"
 
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
@@ -123,6 +126,10 @@ func bigContent(t *testing.T) []byte {
 	return data
 }
 
+// smallPacks packs a big file's chunks by 1 MiB, so the files of these
+// tests make many data objects, as a big file does with the real size.
+func smallPacks(o *Options) { o.ChunkPackSize = 1 << 20 }
+
 func writeBig(t *testing.T, c *client, rel string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(c.dir, rel), data, 0o644); err != nil {
@@ -148,7 +155,7 @@ func TestBigFileRoundTripOverServers(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				return w.clientWithRelay(name, relay, func(o *Options) { o.Progress = func(n int64) { *progress += n } })
+				return w.clientWithRelay(name, relay, smallPacks, func(o *Options) { o.Progress = func(n int64) { *progress += n } })
 			}
 			a, b := clientOn("alpha", &up), clientOn("beta", &down)
 			data := bigContent(t)
@@ -212,7 +219,7 @@ func TestBigFileCancelledMidwayLeaksNothing(t *testing.T) {
 			}
 		}
 	}
-	a, b := w.client("alpha", hook), w.client("beta", hook)
+	a, b := w.client("alpha", hook, smallPacks), w.client("beta", hook, smallPacks)
 	// Warm up: every lazily started goroutine (relay, state) exists now.
 	a.write("small.txt", "warm-up", time.Time{})
 	a.round()
@@ -263,7 +270,7 @@ func TestBigFileChunkFailsMidwayResumes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return w.clientWithRelay(name, relay)
+		return w.clientWithRelay(name, relay, smallPacks)
 	}
 	a, b := onFaulty("alpha"), onFaulty("beta")
 	data := randomBytes(t, 12<<20)
@@ -279,7 +286,7 @@ func TestBigFileChunkFailsMidwayResumes(t *testing.T) {
 	if r.Pushed != 1 {
 		t.Fatalf("pushed %d changes after the failure, want 1", r.Pushed)
 	}
-	// The four chunks that went up before the failure are not sent again.
+	// The four packs that went up before the failure are not sent again.
 	if r.BytesUp > int64(len(data))-4*chunkMin+64<<10 {
 		t.Fatalf("the resumed push sent %d bytes of a %d-byte file", r.BytesUp, len(data))
 	}
@@ -305,7 +312,7 @@ func TestBigFileChunkFailsMidwayResumes(t *testing.T) {
 // read-ahead: the puller asks for the file again and gets it.
 func TestBigFileMissingChunkAskedAgain(t *testing.T) {
 	w := newWorld(t)
-	a, b := w.client("alpha"), w.client("beta")
+	a, b := w.client("alpha", smallPacks), w.client("beta", smallPacks)
 	data := randomBytes(t, 10<<20)
 	writeBig(t, a, "big.bin", data)
 	a.round()
@@ -317,7 +324,7 @@ func TestBigFileMissingChunkAskedAgain(t *testing.T) {
 		}
 	}
 	if len(chunks) < 6 {
-		t.Fatalf("%d chunk objects on the relay, want several", len(chunks))
+		t.Fatalf("%d chunk packs on the relay, want several", len(chunks))
 	}
 	sort.Strings(chunks)
 	if err := os.Remove(chunks[len(chunks)/2]); err != nil {
@@ -338,5 +345,65 @@ func TestBigFileMissingChunkAskedAgain(t *testing.T) {
 	b.round()
 	if got, _ := b.read("big.bin"); got != string(data) {
 		t.Fatal("beta's copy differs after the file was sent again")
+	}
+}
+
+// A big file whose chunks are version 1 chunk objects, one object each
+// (relays written before chunk packs), is still pulled: clients of a
+// version 1 relay keep syncing while they upgrade.
+func TestVersion1ChunkObjectsStillPull(t *testing.T) {
+	s := newHostile(t)
+	var content []byte
+	var refs []protocol.Ref
+	for _, n := range []int{chunkMin + 17, chunkMax, chunkMin} {
+		chunk := randomBytes(t, n)
+		sum := blake3.Sum256(chunk)
+		id := s.a.e.repo.ObjectID([]byte("chunk"), sum[:])
+		s.f.tp.save(protocol.DataName(s.a.e.CID(), id))
+		s.a.putData(envelope.KindChunk, id, chunk)
+		refs = append(refs, protocol.Ref{Obj: id, Size: int64(n), Hash: hex.EncodeToString(sum[:])})
+		content = append(content, chunk...)
+	}
+	m := s.f.manifest(protocol.Change{Path: "old.bin", Kind: protocol.KindFile, Version: protocol.Vector{s.a.e.CID(): 100}, By: "alpha",
+		Hash: blake(content), Size: int64(len(content)), MTime: fixedTime().UnixNano(), Mode: 0o644, Data: refs})
+	m.V = 1
+	s.f.publish(m)
+	r := s.b.ok()
+	if got, _ := s.b.read("old.bin"); got != string(content) {
+		t.Fatal("beta's copy of a version 1 big file differs")
+	}
+	if r.ObjectsDown != len(refs) {
+		t.Fatalf("beta read %d objects for %d version 1 chunks", r.ObjectsDown, len(refs))
+	}
+}
+
+// A big file's new chunks travel in packs of ChunkPackSize, not an object
+// each, and each pack is read once.
+func TestBigFileChunksTravelInPacks(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	data := randomBytes(t, 20<<20)
+	writeBig(t, a, "big.bin", data)
+	ra, rb := a.round(), b.round()
+	if got, _ := b.read("big.bin"); got != string(data) {
+		t.Fatal("beta's copy differs")
+	}
+	// 20 MiB in packs of at most 8 MiB (plus the chunk that crosses).
+	if ra.ObjectsUp < 3 || ra.ObjectsUp > 4 || rb.ObjectsDown != ra.ObjectsUp {
+		t.Fatalf("alpha sent %d objects, beta read %d; want 3 or 4 packs, each read once", ra.ObjectsUp, rb.ObjectsDown)
+	}
+	m := a.manifest(1)
+	if m.V != protocol.Version {
+		t.Fatalf("manifest version %d, want %d", m.V, protocol.Version)
+	}
+	packs := map[string]int64{} // pack → end of its last chunk
+	for _, r := range m.Changes[0].Data {
+		if r.Len != r.Size || r.Z || r.Off != packs[r.Obj] {
+			t.Fatalf("chunk reference %+v: want chunks one after the other, stored as is", r)
+		}
+		packs[r.Obj] = r.Off + r.Len
+	}
+	if len(packs) != ra.ObjectsUp {
+		t.Fatalf("the manifest names %d packs, alpha sent %d objects", len(packs), ra.ObjectsUp)
 	}
 }

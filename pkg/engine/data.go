@@ -152,9 +152,6 @@ func (f *fetcher) count(n int64) {
 func (f *fetcher) setManifest(m *protocol.Manifest) {
 	f.packEnd = map[string]int64{}
 	for _, c := range m.Changes {
-		if c.Size > SmallFile {
-			continue
-		}
 		for _, r := range c.Data {
 			if r.Off >= 0 && r.Len >= 0 && r.Off <= packLimit && r.Len <= packLimit {
 				f.packEnd[r.Obj] = max(f.packEnd[r.Obj], r.Off+r.Len)
@@ -172,22 +169,20 @@ func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byt
 		if err := checkChunkRef(r); err != nil {
 			return nil, err
 		}
-		// A chunk object is the chunk; the envelope compressed it if it could.
-		obj, err := f.object(ctx, r.Obj, envelope.KindChunk, chunkMax)
+		kind, limit := envelope.KindChunk, int64(chunkMax)
+		if r.Len > 0 {
+			kind, limit = envelope.KindPack, f.packLimit(r.Obj)
+		}
+		obj, err := f.object(ctx, r.Obj, kind, limit)
 		if err != nil {
 			return nil, err
 		}
-		return obj, checkChunkSize(r, obj)
+		return chunkOf(r, obj)
 	}
 	if r.Size > SmallFile || r.Len > SmallFile+SmallFile/8+1024 {
 		return nil, fmt.Errorf("%w: a packed file of %d bytes (%d stored); packs hold files of at most %d", protocol.ErrInvalid, r.Size, r.Len, SmallFile)
 	}
-	// A pack's plaintext ends where its last file ends: never expand more.
-	limit := f.packEnd[r.Obj]
-	if limit <= 0 || limit > packLimit {
-		limit = packLimit
-	}
-	obj, err := f.object(ctx, r.Obj, envelope.KindPack, limit)
+	obj, err := f.object(ctx, r.Obj, envelope.KindPack, f.packLimit(r.Obj))
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +190,48 @@ func (f *fetcher) blob(ctx context.Context, r protocol.Ref, chunked bool) ([]byt
 		return nil, fmt.Errorf("%w: reference [%d,+%d) outside object %s of %d bytes", protocol.ErrInvalid, r.Off, r.Len, r.Obj, len(obj))
 	}
 	return f.e.codec.decompress(obj[r.Off:r.Off+r.Len], r.Z, r.Size)
+}
+
+// packLimit is what pack id may expand to: its plaintext ends where the
+// last blob the manifest places in it ends.
+func (f *fetcher) packLimit(id string) int64 {
+	limit := f.packEnd[id]
+	if limit <= 0 || limit > packLimit {
+		limit = packLimit
+	}
+	return limit
+}
+
+// loadOnce reads the object of chunk reference r into ol, unless another
+// chunk of it already does; ol.done closes when it is read. It runs on the
+// read-ahead's goroutines: it touches no fetcher state.
+func (f *fetcher) loadOnce(ctx context.Context, ol *objectLoad, r protocol.Ref, limit int64) {
+	ol.once.Do(func() {
+		defer close(ol.done)
+		kind := envelope.KindChunk
+		if r.Len > 0 {
+			kind = envelope.KindPack
+		} else {
+			limit = chunkMax
+		}
+		if limit <= 0 || limit > packLimit {
+			limit = packLimit
+		}
+		ol.data, ol.err = f.load(ctx, r.Obj, kind, limit)
+	})
+}
+
+// chunkOf is chunk r of the object holding it: a version 1 chunk object
+// is the chunk; a chunk pack holds it at [Off, Off+Len), stored as is (the
+// envelope compresses the pack).
+func chunkOf(r protocol.Ref, obj []byte) ([]byte, error) {
+	if r.Len == 0 {
+		return obj, checkChunkSize(r, obj)
+	}
+	if r.Z || r.Len != r.Size || r.Off < 0 || r.Off > int64(len(obj)) || r.Len > int64(len(obj))-r.Off {
+		return nil, fmt.Errorf("%w: chunk reference [%d,+%d) of %d bytes outside pack %s of %d bytes", protocol.ErrInvalid, r.Off, r.Len, r.Size, r.Obj, len(obj))
+	}
+	return obj[r.Off : r.Off+r.Len : r.Off+r.Len], nil
 }
 
 // errHashMismatch: the rebuilt file is not the one the manifest describes.

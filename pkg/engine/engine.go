@@ -64,8 +64,11 @@ type Options struct {
 	// least 4 rounds): an idle holder polls only every max_poll. 0:
 	// DefaultWantPatience.
 	WantPatience time.Duration
-	DryRun       bool // rounds only say what they would do (Result.Plan)
-	Filter       *filter.Filter
+	// ChunkPackSize is the size a big file's new chunks are packed to
+	// (PROTOCOL.md §7). 0: chunkPackSize. Tests shrink it to see many.
+	ChunkPackSize int64
+	DryRun        bool // rounds only say what they would do (Result.Plan)
+	Filter        *filter.Filter
 	// IndexBy and IndexN page the relay index: "hash" with N pages, or
 	// "topdir" keeping paths that share their first N folders on one page.
 	// "" picks hash paging sized to the tree.
@@ -156,6 +159,9 @@ func New(ctx context.Context, relay *storage.Relay, opts Options) (*Engine, erro
 	}
 	if opts.WantPatience == 0 {
 		opts.WantPatience = DefaultWantPatience
+	}
+	if opts.ChunkPackSize <= 0 || opts.ChunkPackSize > chunkPackSize {
+		opts.ChunkPackSize = chunkPackSize
 	}
 	if opts.GOOS == "" {
 		opts.GOOS = runtime.GOOS

@@ -247,7 +247,7 @@ func (e *Engine) readIndex(ctx context.Context, cid string) (*protocol.IndexRoot
 	if err := e.repo.GetJSON(ctx, envelope.KindIndex, protocol.IndexRootName(cid, best), protocol.MaxSmallObj, &root); err != nil {
 		return nil, nil, fmt.Errorf("index root of client %s: %w", cid, err)
 	}
-	if root.V != protocol.Version {
+	if !protocol.Readable(root.V) {
 		return nil, nil, fmt.Errorf("index root of client %s: %w: version %d", cid, protocol.ErrInvalid, root.V)
 	}
 	var all []protocol.Change

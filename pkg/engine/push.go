@@ -126,6 +126,7 @@ type pusher struct {
 	// existing holds this client's data objects already on the relay (chunks
 	// of an interrupted push), listed once when a big file is pushed.
 	existing map[string]int64 // id → stored size
+	cbuf     []byte           // chunkBuf
 }
 
 // push publishes the local changes as one manifest: data, then the
@@ -557,20 +558,64 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		limit = p.e.opts.Quota / 2
 	}
 	ch := p.e.chunk.new(io.TeeReader(f, whole), limit)
-	// Chunks are judged in file order here (delta, resume, quota) while up
-	// to uploadAhead of them go up behind (bigio.go).
-	u := p.newChunkUploads(ctx, c.Path)
+	// Chunks are judged in file order here (delta, resume, quota); the new
+	// ones fill chunk packs that go up behind, uploadAhead at a time
+	// (bigio.go).
+	u := p.newPackUploads(ctx, c.Path)
 	defer u.close()
-	var refs []protocol.Ref
-	var total int64
-	for {
-		buf, err := u.buffer()
-		if err != nil {
-			return err
+	target := p.e.opts.ChunkPackSize
+	if limit > 0 && target > limit {
+		target = limit // a pack must fit a small quota, as a chunk does
+	}
+	var (
+		sums  [][32]byte // every chunk of the file, in order
+		sizes []int64
+		pk    chunkPack
+		total int64
+		loc   = map[[32]byte]protocol.Ref{} // where this push put each new chunk
+	)
+	// flush sends the pack being filled; false when the quota stops the
+	// file there (the part holds what is up: every upload has ended).
+	flush := func() (bool, error) {
+		if len(pk.hashes) == 0 {
+			return true, nil
 		}
-		chunk, err := ch.Next(buf)
-		if err == io.EOF {
+		buf := pk.buf
+		need := int64(len(buf)) + 4096
+		if err := u.room(need); err != nil {
+			return false, err
+		}
+		if !p.fits(need) {
 			u.release(buf)
+			pk = chunkPack{}
+			return false, nil
+		}
+		id := p.chunkPackID(&pk)
+		var off int64
+		for i, sum := range pk.hashes {
+			n := pk.sizes[i]
+			ref := protocol.Ref{Obj: id, Off: off, Len: n, Size: n, Hash: hex.EncodeToString(sum[:])}
+			loc[sum] = ref
+			sent = append(sent, ref)
+			off += n
+		}
+		pk = chunkPack{}
+		if p.onRelay(ctx, id) {
+			u.release(buf)
+			p.objects = append(p.objects, id) // reused: now referenced, so kept
+			p.sizes = append(p.sizes, 0)
+			return true, nil
+		}
+		// Noted before the upload: after a crash, cleanOrphans deletes it by
+		// name even when the listing does not show it yet.
+		if err := p.e.noteChunk(id, 0); err != nil {
+			return false, err
+		}
+		return true, u.start(id, buf, need)
+	}
+	for {
+		chunk, err := ch.Next(p.chunkBuf())
+		if err == io.EOF {
 			break
 		}
 		if err != nil {
@@ -578,37 +623,38 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 		}
 		sum := blake3.Sum256(chunk.Data)
 		h := hex.EncodeToString(sum[:])
-		id := p.e.repo.ObjectID([]byte("chunk"), sum[:])
-		ref := protocol.Ref{Obj: id, Size: int64(chunk.Length), Hash: h}
+		sums = append(sums, sum)
+		sizes = append(sizes, int64(chunk.Length))
 		total += int64(chunk.Length)
-		if !have[h] && p.onRelay(ctx, id, int64(chunk.Length)) {
-			have[h] = true
-			p.objects = append(p.objects, id) // reused: now referenced, so kept
-			p.sizes = append(p.sizes, 0)
-			sent = append(sent, ref)
-		}
 		if have[h] {
-			u.release(buf)
-		} else {
-			need := int64(chunk.Length) + 4096
-			if err := u.room(need); err != nil {
+			continue
+		}
+		have[h] = true
+		if len(pk.hashes) > 0 && int64(len(pk.buf)+len(chunk.Data)) > target {
+			if ok, err := flush(); err != nil {
 				return err
-			}
-			if !p.fits(need) {
-				// The part holds what is up: every upload has ended (room).
+			} else if !ok {
 				p.addPart(c, sent)
 				return nil
 			}
-			have[h] = true
-			if err := u.start(id, chunk.Data, buf, need); err != nil {
+		}
+		if pk.buf == nil {
+			if pk.buf, err = u.buffer(); err != nil {
 				return err
 			}
-			sent = append(sent, ref)
 		}
-		refs = append(refs, ref)
+		pk.buf = append(pk.buf, chunk.Data...)
+		pk.hashes = append(pk.hashes, sum)
+		pk.sizes = append(pk.sizes, int64(chunk.Length))
 		if err := u.poll(); err != nil {
 			return err
 		}
+	}
+	if ok, err := flush(); err != nil {
+		return err
+	} else if !ok {
+		p.addPart(c, sent)
+		return nil
 	}
 	if err := u.wait(); err != nil {
 		return err
@@ -616,17 +662,36 @@ func (p *pusher) addBig(ctx context.Context, c *protocol.Change, st *fileState) 
 	if hex.EncodeToString(whole.Sum(nil)) != c.Hash || total != c.Size {
 		return errUnstable
 	}
+	// Chunks the pullers hold (the base version, parts sent earlier) keep
+	// the name a version 1 chunk object would have: a puller that lacks one
+	// finds no such object and asks for the file again (§9).
+	refs := make([]protocol.Ref, len(sums))
+	for i, sum := range sums {
+		if r, ok := loc[sum]; ok {
+			refs[i] = r
+		} else {
+			refs[i] = protocol.Ref{Obj: p.e.repo.ObjectID([]byte("chunk"), sum[:]), Size: sizes[i], Hash: hex.EncodeToString(sum[:])}
+		}
+	}
 	c.Data = refs
 	p.commit(*c, refs)
 	return nil
 }
 
-// onRelay reports whether this client's chunk id is on the relay already,
-// complete: chunks are named by content, so an interrupted push resumes
-// chunk by chunk. Only chunks whose upload finished (noted in the local
+// chunkBuf is the buffer chunks are cut into, one per push.
+func (p *pusher) chunkBuf() []byte {
+	if p.cbuf == nil {
+		p.cbuf = make([]byte, chunkMax)
+	}
+	return p.cbuf
+}
+
+// onRelay reports whether this client's chunk pack id is on the relay
+// already, complete: packs are named by their chunks, so an interrupted push
+// resumes pack by pack. Only packs whose upload finished (noted in the local
 // state) count, and only if the relay still has them at that size: a cut
 // upload may have left a truncated object under the name.
-func (p *pusher) onRelay(ctx context.Context, id string, plain int64) bool {
+func (p *pusher) onRelay(ctx context.Context, id string) bool {
 	if p.existing == nil {
 		p.existing = map[string]int64{}
 		entries, err := p.e.relay.List(ctx, protocol.DataDir(p.e.cid))

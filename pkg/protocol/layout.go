@@ -9,8 +9,18 @@ import (
 	"strings"
 )
 
-// Version is the relay format version this code writes and reads.
-const Version = 1
+// Version is the relay format version this code writes: in the marker of
+// the relays it creates and in every object with a version field. Version 2
+// put the new chunks of a big file into packs (PROTOCOL.md §7); everything
+// else is as in version 1.
+const Version = 2
+
+// MinVersion is the oldest format version this code still reads: it syncs
+// with a version 1 relay and the objects its older clients wrote.
+const MinVersion = 1
+
+// Readable reports whether an object of format version v can be read.
+func Readable(v int) bool { return v >= MinVersion && v <= Version }
 
 // Names of the layout (docs/PROTOCOL.md §2).
 const (

@@ -175,8 +175,8 @@ func invalid(format string, args ...any) error {
 // it is used. Names are held to the rules of every OS (localfs.Portable);
 // goos is the local OS, kept for rules that may depend on it.
 func (m *Manifest) Validate(seq uint64, goos string) error {
-	if m.V != Version {
-		return invalid("manifest version %d, this escale reads %d", m.V, Version)
+	if !Readable(m.V) {
+		return invalid("manifest version %d, this escale reads %d to %d: upgrade escale", m.V, MinVersion, Version)
 	}
 	if m.Seq != seq {
 		return invalid("manifest says seq %d but is stored as %d", m.Seq, seq)
@@ -359,7 +359,7 @@ type WantItem struct {
 
 // Validate checks a wants object before use.
 func (w *Wants) Validate(goos string) error {
-	if w.V != Version {
+	if !Readable(w.V) {
 		return invalid("wants version %d", w.V)
 	}
 	for _, it := range w.Items {
@@ -375,7 +375,7 @@ func (w *Wants) Validate(goos string) error {
 
 // Validate checks an index page before use.
 func (p *IndexPage) Validate(goos string) error {
-	if p.V != Version {
+	if !Readable(p.V) {
 		return invalid("index page version %d", p.V)
 	}
 	for i := range p.Entries {

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestValidateRefusesHostileManifests(t *testing.T) {
 		goos  string
 		wants string
 	}{
-		{"version", func(m *Manifest) { m.V = 2 }, 7, "linux", "version 2"},
+		{"version", func(m *Manifest) { m.V = Version + 1 }, 7, "linux", fmt.Sprintf("version %d", Version+1)},
 		{"seq", func(m *Manifest) {}, 8, "linux", "stored as 8"},
 		{"need", func(m *Manifest) { m.Need = -1 }, 7, "linux", "puller count"},
 		{"puller", func(m *Manifest) { m.Pullers = []string{"../x"} }, 7, "linux", "puller id"},
@@ -96,7 +97,8 @@ func TestParseMarkerRefuses(t *testing.T) {
 	}{
 		{"ok", func(m *Marker) {}, ""},
 		{"format", func(m *Marker) { m.Format = "other" }, "does not mark"},
-		{"newer", func(m *Marker) { m.Version = 2 }, "upgrade"},
+		{"newer", func(m *Marker) { m.Version = Version + 1 }, "upgrade"},
+		{"version-1", func(m *Marker) { m.Version = 1 }, ""},
 		{"zero", func(m *Marker) { m.Version = 0 }, "bad version"},
 		{"short-id", func(m *Marker) { m.Repository = "0f0f" }, "bad repository id"},
 		{"not-hex", func(m *Marker) { m.Repository = strings.Repeat("zz", 16) }, "bad repository id"},
