@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/escale-sync/escale/pkg/localfs"
@@ -52,13 +53,9 @@ func newSmallWriter(ctx context.Context, folder *localfs.Folder) *smallWriter {
 				if err := ctx.Err(); err != nil {
 					j.err = err
 				} else {
-					j.err = w.folder.WriteAtomic(j.path, bytes.NewReader(j.data), j.meta, j.expect)
-				}
-				if j.err == nil {
-					// Its Lstat, for the puller's record, taken here too.
-					if j.abs, j.infoErr = w.folder.Resolve(j.path); j.infoErr == nil {
-						j.info, j.infoErr = os.Lstat(j.abs)
-					}
+					// The write returns the file's Lstat, for the puller's record.
+					j.info, j.err = w.folder.WriteAtomicStat(j.path, bytes.NewReader(j.data), j.meta, j.expect)
+					j.abs = filepath.Join(w.folder.Root(), filepath.FromSlash(j.path))
 				}
 				j.data = nil
 				w.done <- j

@@ -33,12 +33,15 @@ type flusher struct {
 }
 
 // file makes an open file's content and metadata durable, or notes its final path for Sync.
-func (fl *flusher) file(f *os.File, finalPath string) error {
+func (fl *flusher) file(f *os.File, finalPath string) error { return fl.fileWith(finalPath, f.Sync) }
+
+// fileWith is file for a file the caller has open some other way: sync flushes it.
+func (fl *flusher) fileWith(finalPath string, sync func() error) error {
 	if fl.batch {
 		fl.note(finalPath)
 		return nil
 	}
-	if err := f.Sync(); err != nil {
+	if err := sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", finalPath, err)
 	}
 	return nil
@@ -46,11 +49,16 @@ func (fl *flusher) file(f *os.File, finalPath string) error {
 
 // dir makes a directory's entries durable, or notes it for Sync.
 func (fl *flusher) dir(path string) error {
+	return fl.dirWith(path, func() error { return syncDir(path) })
+}
+
+// dirWith is dir for a directory the caller has open: sync flushes it.
+func (fl *flusher) dirWith(path string, sync func() error) error {
 	if fl.batch {
 		fl.note(path)
 		return nil
 	}
-	if err := syncDir(path); err != nil {
+	if err := sync(); err != nil {
 		return fmt.Errorf("fsync directory %s: %w", path, err)
 	}
 	return nil

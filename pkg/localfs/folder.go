@@ -76,12 +76,16 @@ func (e *Expect) matches(fi fs.FileInfo, exists bool) bool {
 	return e.Inode == 0 || ino == 0 || ino == e.Inode
 }
 
-// Folder is a synced folder's root. Writes go through an os.Root, so even a symlink swapped in
-// after Resolve checked a path cannot lead a write outside the folder.
+// Folder is a synced folder's root. Writes go through an os.Root, or on Linux and macOS
+// WriteAtomic through handles on the folder's directories opened without following any symlink
+// (dirs_unix.go), so even a symlink swapped in after Resolve checked a path cannot lead a write
+// outside the folder. A Folder is safe for concurrent use.
 type Folder struct {
 	root   string
 	real   string // root with symlinks resolved: where CleanTemps walks
 	dir    *os.Root
+	dirs   *dirCache // WriteAtomic's directory handles; nil where unsupported
+	bufs   sync.Pool // *[]byte copy buffers for WriteAtomic
 	prefix string
 	now    func() time.Time
 	trash  *Trash
@@ -133,8 +137,15 @@ func OpenFolder(root string, opts Options) (*Folder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open synced folder %s: %w", abs, err)
 	}
-	return &Folder{root: abs, real: real, dir: dir, prefix: opts.TempPrefix, now: trash.now, trash: trash, fl: fl,
-		inflight: map[string]struct{}{}}, nil
+	dirs, err := newDirCache(abs)
+	if err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("open synced folder %s: %w", abs, err)
+	}
+	f := &Folder{root: abs, real: real, dir: dir, dirs: dirs, prefix: opts.TempPrefix, now: trash.now, trash: trash, fl: fl,
+		inflight: map[string]struct{}{}}
+	f.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+	return f, nil
 }
 
 // checkTrashOutside refuses a trash inside the folder: the scanner would sync it as files.
@@ -149,8 +160,16 @@ func checkTrashOutside(root, trash string) error {
 	return nil
 }
 
-// Close releases the folder's handle.
-func (f *Folder) Close() error { return f.dir.Close() }
+// Close releases the folder's handles.
+func (f *Folder) Close() error {
+	f.dirs.close()
+	return f.dir.Close()
+}
+
+// Release closes the directory handles WriteAtomic keeps open between calls. Sync and Close
+// release them too; a caller writing a batch of files may call it at the end of the batch so
+// that no handle outlives the batch. Writes in flight are not disturbed.
+func (f *Folder) Release() { f.dirs.releaseAll() }
 
 // Root is the folder's absolute path.
 func (f *Folder) Root() string { return f.root }
@@ -288,8 +307,10 @@ func (f *Folder) durableDirs(dir string, created []string) error {
 // Sync makes everything written since the last Sync durable: on Linux one syncfs per
 // filesystem (folder and trash), elsewhere an fsync of each touched file and directory. In
 // PerFile mode everything already is, and Sync does nothing. Batch callers call it before
-// they acknowledge anything.
+// they acknowledge anything. Sync also drops WriteAtomic's directory handles (Release): it
+// closes every round, so none outlives one.
 func (f *Folder) Sync() error {
+	f.Release()
 	if !f.fl.batch {
 		return nil
 	}

@@ -27,6 +27,7 @@ func (f *Folder) Remove(name string, expect *Expect) error {
 		if err := f.dir.Remove(filepath.FromSlash(name)); err != nil {
 			return fmt.Errorf("remove directory %s: %w; it is not empty — its files are removed one by one", abs, err)
 		}
+		f.dirs.forget(name)
 		if err := f.fl.dir(filepath.Dir(abs)); err != nil {
 			return err
 		}
@@ -46,6 +47,7 @@ func (f *Folder) removeEmptyParents(name string) error {
 		if err := f.dir.Remove(filepath.FromSlash(dir)); err != nil {
 			return nil // not empty (or not ours to remove): stop here
 		}
+		f.dirs.forget(dir)
 		if err := f.fl.dir(filepath.Dir(filepath.Join(f.root, filepath.FromSlash(dir)))); err != nil {
 			return err
 		}

@@ -4,25 +4,38 @@ import (
 	"io/fs"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
+// The Sys of a FileInfo is a *syscall.Stat_t from package os, or a *unix.Stat_t from statAt.
+
 func fileInode(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return st.Ino
+	case *unix.Stat_t:
 		return st.Ino
 	}
 	return 0
 }
 
 func fileDevice(fi fs.FileInfo) (uint64, bool) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Dev, true
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return uint64(st.Dev), true
+	case *unix.Stat_t:
+		return uint64(st.Dev), true
 	}
 	return 0, false
 }
 
 // changeTime is when the inode last changed (ctime): unlike mtime, nobody can set it back.
 func changeTime(fi fs.FileInfo) time.Time {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+	switch st := fi.Sys().(type) {
+	case *syscall.Stat_t:
+		return time.Unix(st.Ctim.Unix())
+	case *unix.Stat_t:
 		return time.Unix(st.Ctim.Unix())
 	}
 	return fi.ModTime()

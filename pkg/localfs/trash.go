@@ -71,21 +71,43 @@ func (t *Trash) Dir() string { return t.dir }
 // in the synced folder) and returns where it went. Across filesystems it copies, fsyncs the copy,
 // then removes the original.
 func (t *Trash) Put(absPath, name string) (string, error) {
-	return t.place(absPath, name, true)
+	return t.place(pathSource(absPath), name, true)
 }
 
 // keep puts a copy of absPath in the trash and leaves absPath in place: a hard link where
 // possible, so the live file is never missing (a crash between "to trash" and "new version in
 // place" would otherwise look like a deletion to the scanner).
 func (t *Trash) keep(absPath, name string) (string, error) {
-	return t.place(absPath, name, false)
+	return t.place(pathSource(absPath), name, false)
 }
 
-func (t *Trash) place(absPath, name string, move bool) (string, error) {
+// trashSource is the file place puts in the trash: a path, or an entry of a directory the
+// caller holds open (WriteAtomic's handles), so that no path is walked again.
+type trashSource interface {
+	String() string // its absolute path: for messages, and whose directory to make durable
+	lstat() (fs.FileInfo, error)
+	link(dst string) error
+	rename(dst string) error
+	remove() error
+	open() (*os.File, error)
+	readlink() (string, error)
+}
+
+type pathSource string
+
+func (p pathSource) String() string              { return string(p) }
+func (p pathSource) lstat() (fs.FileInfo, error) { return os.Lstat(string(p)) }
+func (p pathSource) link(dst string) error       { return os.Link(string(p), dst) }
+func (p pathSource) rename(dst string) error     { return os.Rename(string(p), dst) }
+func (p pathSource) remove() error               { return os.Remove(string(p)) }
+func (p pathSource) open() (*os.File, error)     { return os.Open(string(p)) }
+func (p pathSource) readlink() (string, error)   { return os.Readlink(string(p)) }
+
+func (t *Trash) place(src trashSource, name string, move bool) (string, error) {
 	if err := ValidName(name, ""); err != nil {
 		return "", err
 	}
-	fi, err := os.Lstat(absPath)
+	fi, err := src.lstat()
 	if err != nil {
 		return "", fmt.Errorf("move %s to the trash: %w", name, err)
 	}
@@ -99,20 +121,20 @@ func (t *Trash) place(absPath, name string, move bool) (string, error) {
 		return "", err
 	}
 	if move {
-		err = os.Rename(absPath, dst)
+		err = src.rename(dst)
 	} else {
-		err = os.Link(absPath, dst)
+		err = src.link(dst)
 	}
 	switch {
 	case err == nil:
 	case errors.Is(err, fs.ErrExist), move && !isCrossDevice(err):
 		return "", t.placeErr(name, err) // an existing slot is never overwritten
 	default: // another filesystem, or no hard links here: copy, durably, whatever the mode
-		if err := copyDurably(absPath, dst, fi); err != nil {
+		if err := copyDurably(src, dst, fi); err != nil {
 			return "", t.placeErr(name, err)
 		}
 		if move {
-			if err := os.Remove(absPath); err != nil {
+			if err := src.remove(); err != nil {
 				return "", fmt.Errorf("remove %s after copying it to the trash (%s): %w", name, dst, err)
 			}
 		}
@@ -126,7 +148,7 @@ func (t *Trash) place(absPath, name string, move bool) (string, error) {
 		return "", err
 	}
 	if move {
-		if err := t.fl.dir(filepath.Dir(absPath)); err != nil {
+		if err := t.fl.dir(filepath.Dir(src.String())); err != nil {
 			return "", err
 		}
 	}
@@ -289,15 +311,15 @@ func isSlotSuffix(s string) bool {
 // copyDurably copies a file or symlink to dst (which must not exist) through a temp file,
 // keeping mode and mtime, and fsyncs it: it is used when the original is about to go, and
 // journal ordering does not hold across filesystems.
-func copyDurably(src, dst string, fi fs.FileInfo) error {
+func copyDurably(src trashSource, dst string, fi fs.FileInfo) error {
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		target, err := os.Readlink(src)
+		target, err := src.readlink()
 		if err != nil {
 			return err
 		}
 		return os.Symlink(target, dst)
 	}
-	in, err := os.Open(src)
+	in, err := src.open()
 	if err != nil {
 		return err
 	}

@@ -18,27 +18,51 @@ import (
 // at Sync in Batch mode), checks that the current file is still what expect says (else
 // ErrChanged, and both are left alone), keeps the current file in the trash, and renames the temp
 // into place. Readers see the old file or the new one, never a part; on any error the target is
-// untouched and the temp is gone.
+// untouched and the temp is gone. It is safe for concurrent use.
 func (f *Folder) WriteAtomic(name string, r io.Reader, meta FileMeta, expect *Expect) error {
+	_, err := f.WriteAtomicStat(name, r, meta, expect)
+	return err
+}
+
+// WriteAtomicStat is WriteAtomic returning the Lstat of the file it put in place, as it was
+// just before the rename (the rename keeps inode, size, mode and mtime), which spares the
+// caller a walk of the path to read it back.
+func (f *Folder) WriteAtomicStat(name string, r io.Reader, meta FileMeta, expect *Expect) (fs.FileInfo, error) {
+	if f.dirs != nil {
+		return f.writeAtomicAt(name, r, meta, expect)
+	}
+	return f.writeAtomicRoot(name, r, meta, expect)
+}
+
+// namedInfo is a temp file's FileInfo under the name it was renamed to.
+type namedInfo struct {
+	fs.FileInfo
+	name string
+}
+
+func (n namedInfo) Name() string { return n.name }
+
+// writeAtomicRoot is WriteAtomic through the os.Root, where there are no directory handles.
+func (f *Folder) writeAtomicRoot(name string, r io.Reader, meta FileMeta, expect *Expect) (fs.FileInfo, error) {
 	abs, err := f.Resolve(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Check before spending the transfer; checked again just before the rename.
 	if fi, exists, err := f.lstat(name); err != nil {
-		return err
+		return nil, err
 	} else if !expect.matches(fi, exists) {
-		return f.changed(name)
+		return nil, f.changed(name)
 	} else if exists && fi.IsDir() {
-		return fmt.Errorf("cannot write file %s: a directory has that name here; rename or remove it", abs)
+		return nil, fmt.Errorf("cannot write file %s: a directory has that name here; rename or remove it", abs)
 	}
 	created, err := f.mkdirs(path.Dir(name))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	tmpRel, err := f.writeTemp(name, r, meta)
+	tmpRel, info, err := f.writeTemp(name, r, meta)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.forget(tmpRel)
 	committed := false
@@ -50,29 +74,32 @@ func (f *Folder) WriteAtomic(name string, r io.Reader, meta FileMeta, expect *Ex
 
 	fi, exists, err := f.lstat(name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !expect.matches(fi, exists) {
-		return f.changed(name)
+		return nil, f.changed(name)
 	}
 	if exists {
 		if err := f.keepInTrash(abs, name, fi); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := f.dir.Rename(tmpRel, filepath.FromSlash(name)); err != nil {
-		return f.ioErr("replace", name, err)
+		return nil, f.ioErr("replace", name, err)
 	}
 	committed = true
-	return f.durableDirs(filepath.Dir(abs), created)
+	if err := f.durableDirs(filepath.Dir(abs), created); err != nil {
+		return nil, err
+	}
+	return namedInfo{info, path.Base(name)}, nil
 }
 
-// writeTemp writes r to a new temp file beside name and returns its folder-relative path. The
-// temp is registered as in flight so that CleanTemps leaves it alone.
-func (f *Folder) writeTemp(name string, r io.Reader, meta FileMeta) (string, error) {
+// writeTemp writes r to a new temp file beside name and returns its folder-relative path and
+// its Lstat. The temp is registered as in flight so that CleanTemps leaves it alone.
+func (f *Folder) writeTemp(name string, r io.Reader, meta FileMeta) (string, fs.FileInfo, error) {
 	tmpRel, tmp, err := f.createTemp(name)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	ok := false
 	defer func() {
@@ -85,32 +112,38 @@ func (f *Folder) writeTemp(name string, r io.Reader, meta FileMeta) (string, err
 	if _, err := io.Copy(tmp, readerOnly{r}); err != nil {
 		var re *readError
 		if errors.As(err, &re) {
-			return "", fmt.Errorf("read incoming data for %s: %w; nothing was replaced", name, re.err)
+			return "", nil, fmt.Errorf("read incoming data for %s: %w; nothing was replaced", name, re.err)
 		}
-		return "", f.ioErr("write", name, err)
+		return "", nil, f.ioErr("write", name, err)
 	}
 	if err := tmp.Chmod(filePerm(meta.Mode)); err != nil {
-		return "", f.ioErr("set mode of", name, err)
+		return "", nil, f.ioErr("set mode of", name, err)
 	}
 	if !meta.ModTime.IsZero() {
 		if err := f.dir.Chtimes(tmpRel, time.Time{}, meta.ModTime); err != nil {
-			return "", f.ioErr("set mtime of", name, err)
+			return "", nil, f.ioErr("set mtime of", name, err)
 		}
 	}
 	if err := f.fl.file(tmp, filepath.Join(f.root, filepath.FromSlash(name))); err != nil {
-		return "", f.ioErr("write", name, err)
+		return "", nil, f.ioErr("write", name, err)
 	}
 	if err := tmp.Close(); err != nil { // network filesystems report write errors here
-		return "", f.ioErr("write", name, err)
+		return "", nil, f.ioErr("write", name, err)
+	}
+	fi, err := f.dir.Lstat(tmpRel)
+	if err != nil {
+		return "", nil, f.ioErr("read", name, err)
 	}
 	// Some network filesystems stamp the mtime when the last write reaches the server.
-	if !meta.ModTime.IsZero() {
-		if fi, err := f.dir.Lstat(tmpRel); err == nil && !fi.ModTime().Equal(meta.ModTime) {
-			_ = f.dir.Chtimes(tmpRel, time.Time{}, meta.ModTime)
+	if !meta.ModTime.IsZero() && !fi.ModTime().Equal(meta.ModTime) {
+		if f.dir.Chtimes(tmpRel, time.Time{}, meta.ModTime) == nil {
+			if again, err := f.dir.Lstat(tmpRel); err == nil {
+				fi = again
+			}
 		}
 	}
 	ok = true
-	return tmpRel, nil
+	return tmpRel, fi, nil
 }
 
 func (f *Folder) createTemp(name string) (string, *os.File, error) {
