@@ -229,7 +229,7 @@ type statInfo struct {
 
 func (s *statInfo) Name() string       { return s.name }
 func (s *statInfo) Size() int64        { return s.st.Size }
-func (s *statInfo) Mode() fs.FileMode  { return fileMode(uint32(s.st.Mode)) }
+func (s *statInfo) Mode() fs.FileMode  { return FileMode(uint32(s.st.Mode)) }
 func (s *statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
 func (s *statInfo) IsDir() bool        { return uint32(s.st.Mode)&unix.S_IFMT == unix.S_IFDIR }
 func (s *statInfo) Sys() any           { return &s.st }
@@ -257,8 +257,9 @@ func lstatAt(d *dirHandle, name string) (*statInfo, bool, error) {
 // sameInode reports whether two statAt results are one file.
 func sameInode(a, b *statInfo) bool { return a.st.Dev == b.st.Dev && a.st.Ino == b.st.Ino }
 
-// fileMode converts st_mode as package os does, so these compare equal to os.Lstat's modes.
-func fileMode(m uint32) fs.FileMode {
+// FileMode converts st_mode as package os does (fillFileStatFromSys), so stats taken with
+// fstatat compare equal to os.Lstat's modes.
+func FileMode(m uint32) fs.FileMode {
 	mode := fs.FileMode(m & 0o777)
 	switch m & unix.S_IFMT {
 	case unix.S_IFBLK:

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/escale-sync/escale/pkg/localfs"
 )
 
 // dirLister lists a directory and lstats its entries with fstatat on the
@@ -44,36 +46,6 @@ func (d *dirLister) lstat(name string) (fileStat, error) {
 	}
 	return fileStat{
 		size: s.Size, mtimeNs: unix.TimespecToNsec(s.Mtim), ctimeNs: unix.TimespecToNsec(s.Ctim),
-		ino: uint64(s.Ino), dev: uint64(s.Dev), mode: fileMode(uint32(s.Mode)),
+		ino: uint64(s.Ino), dev: uint64(s.Dev), mode: localfs.FileMode(uint32(s.Mode)),
 	}, nil
-}
-
-// fileMode converts st_mode as package os does (fillFileStatFromSys), so
-// these stats compare equal to os.Lstat's.
-func fileMode(m uint32) os.FileMode {
-	mode := os.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFBLK:
-		mode |= os.ModeDevice
-	case unix.S_IFCHR:
-		mode |= os.ModeDevice | os.ModeCharDevice
-	case unix.S_IFDIR:
-		mode |= os.ModeDir
-	case unix.S_IFIFO:
-		mode |= os.ModeNamedPipe
-	case unix.S_IFLNK:
-		mode |= os.ModeSymlink
-	case unix.S_IFSOCK:
-		mode |= os.ModeSocket
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= os.ModeSticky
-	}
-	return mode
 }
