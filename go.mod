@@ -16,7 +16,6 @@ require (
 	github.com/pelletier/go-toml/v2 v2.2.4
 	github.com/pkg/sftp v1.13.11
 	github.com/rclone/rclone v1.76.0
-	github.com/restic/chunker v0.4.0
 	github.com/rs/zerolog v1.28.0
 	github.com/urfave/cli/v2 v2.27.7
 	github.com/zeebo/blake3 v0.2.4

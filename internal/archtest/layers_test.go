@@ -70,7 +70,7 @@ func TestLayersAreOneWay(t *testing.T) {
 		"cmd/escale": 0, "pkg/cli": 1, "pkg/daemon": 2, "pkg/relaycheck": 2,
 		"pkg/engine": 3, "pkg/watch": 3, "pkg/alert": 3, "pkg/metrics": 3,
 		"pkg/protocol": 4, "pkg/scan": 4, "pkg/importconf": 4,
-		"pkg/storage": 5, "pkg/envelope": 5, "pkg/localfs": 5, "pkg/state": 5, "pkg/filter": 5,
+		"pkg/storage": 5, "pkg/envelope": 5, "pkg/localfs": 5, "pkg/cdc": 5, "pkg/state": 5, "pkg/filter": 5,
 		"pkg/config": 5, "pkg/logging": 5, "pkg/version": 6,
 	}
 	for dir, ims := range imports(t) {

@@ -1,17 +1,16 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
-	"github.com/restic/chunker"
-	"github.com/zeebo/blake3"
 
+	"github.com/escale-sync/escale/pkg/cdc"
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
 )
@@ -25,35 +24,23 @@ const (
 	chunkAvgBits = 19
 )
 
-// chunkParams holds the repository's secret chunker polynomial: derived
+// chunkParams holds the repository's secret gear table (pkg/cdc): derived
 // from the naming key, so chunk boundaries say nothing to the relay.
-type chunkParams struct{ pol chunker.Pol }
+type chunkParams struct{ gear *cdc.Params }
 
 func newChunkParams(nameKey [32]byte) *chunkParams {
-	var seed [32]byte
-	h := blake3.New()
-	h.Write([]byte("escale chunker polynomial v1"))
-	h.Write(nameKey[:])
-	copy(seed[:], h.Sum(nil))
-	pol, err := chunker.DerivePolynomial(mrand.NewChaCha8(seed))
-	if err != nil {
-		// DerivePolynomial fails only after a million candidates; with a
-		// ChaCha8 stream that does not happen, but never panic on it.
-		pol = chunker.Pol(0x3DA3358B4DC173)
-	}
-	return &chunkParams{pol: pol}
+	return &chunkParams{gear: cdc.NewParams(nameKey)}
 }
 
 // new chunks r; maxSize below chunkMax (a small quota: PROTOCOL.md §12)
-// shrinks the chunks, keeping the boundaries' proportions.
-func (p *chunkParams) new(r io.Reader, maxSize int64) *chunker.Chunker {
-	lo, hi, bits := uint(chunkMin), uint(chunkMax), chunkAvgBits
+// shrinks the chunks, keeping the boundaries' proportions. The mean chunk
+// is about min + 2^chunkAvgBits: 768 KiB at full size.
+func (p *chunkParams) new(r io.Reader, maxSize int64) *cdc.Chunker {
+	lo, avg, hi := chunkMin, 1<<chunkAvgBits, chunkMax
 	for maxSize > 0 && int64(hi) > maxSize && lo > 4096 {
-		lo, hi, bits = lo/2, hi/2, bits-1
+		lo, avg, hi = lo/2, avg/2, hi/2
 	}
-	c := chunker.NewWithBoundaries(r, p.pol, lo, hi)
-	c.SetAverageBits(bits)
-	return c
+	return p.gear.New(r, lo, avg, hi)
 }
 
 // codec compresses blobs one at a time. Blobs that do not shrink are stored raw.
@@ -135,8 +122,22 @@ func (f *fetcher) load(ctx context.Context, id string, kind envelope.Kind, limit
 		return nil, err
 	}
 	defer rc.Close()
-	return io.ReadAll(rc) // verified at EOF
+	// One buffer of the size the manifest implies (a pack's end, a chunk's
+	// size), not io.ReadAll's doubling: fewer copies and less to zero. A
+	// limit from a hostile manifest costs no more than what Open allows.
+	size := limit
+	if size < 0 || size > readHint {
+		size = readHint
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if _, err := buf.ReadFrom(rc); err != nil { // verified at EOF
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
+
+// readHint caps the buffer load allocates before it has read anything.
+const readHint = 2*chunkPackSize + chunkMax
 
 // count notes one object read, on the round's goroutine only (Progress is
 // promised to be called from there).
