@@ -24,10 +24,11 @@ import (
 const (
 	chunkPackSize = 8 << 20
 	uploadAhead   = 2
-	// readAhead bounds the objects a pull reads ahead, readAheadBytes their
-	// plaintext: four one-chunk objects (version 1) or three packs.
+	// readAhead bounds the objects a pull reads ahead, readAheadBytes the
+	// chunks ahead: four one-chunk objects (version 1), or the next pack
+	// while one is consumed (RSS: each pack held is 10 MiB).
 	readAhead      = 4
-	readAheadBytes = 3*chunkPackSize + chunkMax
+	readAheadBytes = chunkPackSize
 )
 
 // chunkPack is the chunk pack being filled: the plaintext of its chunks one
@@ -62,10 +63,16 @@ type packUploads struct {
 	cancel   context.CancelFunc
 	done     chan packUpload // buffered: an upload never waits to report
 	running  int
-	reserved int64    // quota reserved by the uploads running
-	free     [][]byte // pack buffers not in use
-	made     int
+	reserved int64 // quota reserved by the uploads running
 	err      error // the first failure
+}
+
+// packBuffers are a push's chunk pack buffers, kept from file to file:
+// fresh 10 MiB buffers for every pack would have the collector let the heap
+// grow to twice what is in use.
+type packBuffers struct {
+	free [][]byte
+	made int
 }
 
 type packUpload struct {
@@ -84,24 +91,27 @@ func (p *pusher) newPackUploads(ctx context.Context, path string) *packUploads {
 // buffer returns an empty pack buffer. There are at most uploadAhead+1: one
 // being filled while uploadAhead go up.
 func (u *packUploads) buffer() ([]byte, error) {
-	for len(u.free) == 0 && u.made > uploadAhead && u.running > 0 {
+	bufs := &u.p.packBufs
+	for len(bufs.free) == 0 && bufs.made > uploadAhead && u.running > 0 {
 		if err := u.handle(<-u.done); err != nil {
 			return nil, err
 		}
 	}
-	if n := len(u.free); n > 0 {
-		b := u.free[n-1]
-		u.free = u.free[:n-1]
+	if n := len(bufs.free); n > 0 {
+		b := bufs.free[n-1]
+		bufs.free = bufs.free[:n-1]
 		return b[:0], nil
 	}
-	u.made++
-	return make([]byte, 0, chunkPackSize+chunkMax), nil
+	bufs.made++
+	// A pack is sent before a chunk would take it past ChunkPackSize, so
+	// it is never bigger, unless one chunk is (a small quota's packs).
+	return make([]byte, 0, max(u.p.e.opts.ChunkPackSize, chunkMax)), nil
 }
 
 // release gives back a buffer no upload took.
 func (u *packUploads) release(buf []byte) {
 	if buf != nil {
-		u.free = append(u.free, buf)
+		u.p.packBufs.free = append(u.p.packBufs.free, buf)
 	}
 }
 
@@ -137,7 +147,7 @@ func (u *packUploads) start(id string, buf []byte, reserve int64) error {
 func (u *packUploads) handle(r packUpload) error {
 	u.running--
 	u.reserved -= r.reserve
-	u.free = append(u.free, r.buf)
+	u.release(r.buf)
 	if r.err != nil {
 		if u.err == nil {
 			u.err = fmt.Errorf("upload the chunks of %s: %w", u.path, r.err)
@@ -223,6 +233,7 @@ type fileReader struct {
 	aheadBytes int64
 	packs      map[string]*objectLoad // objects being read or read, shared by their chunks
 	uses       map[string]int         // references left to consume, per object
+	retired    []*objectLoad          // no chunk left to take from them
 	cancel     context.CancelFunc
 	wctx       context.Context
 	wg         sync.WaitGroup
@@ -243,6 +254,7 @@ type objectLoad struct {
 	done    chan struct{}
 	data    []byte
 	err     error
+	pooled  bool // data is a buffer of the fetcher's pool
 	counted bool
 }
 
@@ -286,6 +298,7 @@ func (r *fileReader) nextData() ([]byte, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, err // a cancelled round writes no file, even from what is read ahead
 	}
+	r.recycle()
 	r.fill()
 	cf := r.ahead[0]
 	r.ahead = r.ahead[1:]
@@ -296,8 +309,12 @@ func (r *fileReader) nextData() ([]byte, error) {
 	r.aheadBytes -= ref.Size
 	<-cf.done
 	// The object stays at hand while later chunks need it. The map is the
-	// consumer's: fetches hold their own pointer to the load.
+	// consumer's: fetches hold their own pointer to the load. Its buffer
+	// goes back to the pool once the chunk returned now is consumed.
 	if r.uses[ref.Obj]--; r.uses[ref.Obj] <= 0 {
+		if ol := r.packs[ref.Obj]; ol != nil {
+			r.retired = append(r.retired, ol)
+		}
 		delete(r.packs, ref.Obj)
 	}
 	if cf.err != nil {
@@ -375,7 +392,21 @@ func (r *fileReader) Close() error {
 		r.cancel()
 	}
 	r.wg.Wait()
+	r.recycle()
 	r.ahead = nil
 	r.packs = nil
 	return nil
+}
+
+// recycle gives the buffers of retired objects back to the pool. Every
+// fetch of a retired object has ended (each of its chunks was consumed),
+// and the consumer has read the last chunk it returned.
+func (r *fileReader) recycle() {
+	for _, ol := range r.retired {
+		if ol.pooled && r.f.bufs != nil {
+			<-ol.done
+			r.f.bufs.put(ol.data)
+		}
+	}
+	r.retired = r.retired[:0]
 }

@@ -97,6 +97,7 @@ type fetcher struct {
 	last     []byte
 	bytes    int64
 	objects  int
+	bufs     *bufPool // chunk pack buffers, shared by the fetchers of a round
 }
 
 // object reads and verifies a whole data object. Objects are bounded: packs
@@ -117,6 +118,11 @@ func (f *fetcher) object(ctx context.Context, id string, kind envelope.Kind, lim
 // load reads and verifies one data object. It touches no fetcher state, so
 // the read-ahead of big files (bigio.go) runs several at once.
 func (f *fetcher) load(ctx context.Context, id string, kind envelope.Kind, limit int64) ([]byte, error) {
+	return f.loadInto(ctx, id, kind, limit, nil)
+}
+
+// loadInto is load reading into into when it is big enough.
+func (f *fetcher) loadInto(ctx context.Context, id string, kind envelope.Kind, limit int64, into []byte) ([]byte, error) {
 	rc, err := f.e.repo.OpenStream(ctx, kind, protocol.DataName(f.cid, id), limit)
 	if err != nil {
 		return nil, err
@@ -129,7 +135,10 @@ func (f *fetcher) load(ctx context.Context, id string, kind envelope.Kind, limit
 	if size < 0 || size > readHint {
 		size = readHint
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	if int64(cap(into)) < size+bytes.MinRead {
+		into = make([]byte, 0, size+bytes.MinRead)
+	}
+	buf := bytes.NewBuffer(into[:0])
 	if _, err := buf.ReadFrom(rc); err != nil { // verified at EOF
 		return nil, err
 	}
@@ -218,8 +227,41 @@ func (f *fetcher) loadOnce(ctx context.Context, ol *objectLoad, r protocol.Ref, 
 		if limit <= 0 || limit > packLimit {
 			limit = packLimit
 		}
-		ol.data, ol.err = f.load(ctx, r.Obj, kind, limit)
+		var into []byte
+		if kind == envelope.KindPack {
+			into = f.bufs.get()
+			ol.pooled = true
+		}
+		ol.data, ol.err = f.loadInto(ctx, r.Obj, kind, limit, into)
 	})
+}
+
+// bufPool keeps the buffers of chunk packs read, for the next ones: a
+// fresh one per pack would have the collector let the heap grow to twice
+// what the read-ahead holds. Safe for concurrent use.
+type bufPool struct {
+	mu   sync.Mutex
+	free [][]byte
+}
+
+func (p *bufPool) get() []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		return b
+	}
+	return nil
+}
+
+// put keeps b unless enough are kept already.
+func (p *bufPool) put(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b != nil && len(p.free) < readAhead+1 {
+		p.free = append(p.free, b[:0])
+	}
 }
 
 // chunkOf is chunk r of the object holding it: a version 1 chunk object

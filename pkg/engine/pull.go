@@ -71,7 +71,7 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 	p := &puller{e: e, lv: lv, res: res, budget: e.deleteBudget(lv)}
 	changed := false
 	for _, cid := range cids {
-		f := &fetcher{e: e, cid: cid}
+		f := &fetcher{e: e, cid: cid, bufs: &bufPool{}}
 		for seq := applied[cid] + 1; seq <= latest[cid]; seq++ {
 			m, err := e.readManifest(ctx, cid, seq)
 			if errors.Is(err, storage.ErrNotFound) {

@@ -127,6 +127,7 @@ type pusher struct {
 	// of an interrupted push), listed once when a big file is pushed.
 	existing map[string]int64 // id → stored size
 	cbuf     []byte           // chunkBuf
+	packBufs packBuffers      // chunk pack buffers (bigio.go)
 }
 
 // push publishes the local changes as one manifest: data, then the

@@ -257,6 +257,10 @@ func (r *Relay) put(ctx context.Context, op, name string, body io.Reader, size i
 		// byte when it is read back.
 		uctx, ci := fs.AddConfig(actx)
 		ci.IgnoreChecksum, ci.SizeOnly = true, true // the size is still checked
+		// No read-ahead either: the body is a pipe from the sealer or bytes
+		// in memory, and rclone's (--buffer-size, 16 MiB per upload) would
+		// only copy it, and hold up to 16 MiB of memory per upload.
+		ci.BufferSize = 0
 		obj, err := operations.RcatSize(uctx, r.f, name, io.NopCloser(guard), size, time.Now(), nil)
 		if guard.err != nil {
 			// The caller's data failed, not the storage: never retry that.
