@@ -130,6 +130,7 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 		return nil
 	})
 	slab.finish()
+	e.db.ReleaseMapped() // the hash cache's pages, read for every file
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", e.opts.Path, err)
 	}

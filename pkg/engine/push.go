@@ -55,7 +55,14 @@ func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 		if err != nil {
 			return err
 		}
+		// The records read stay resident as the process's memory unless
+		// released: a million of them are some 300 MB.
+		defer tx.ReleaseMapped()
+		n := 0
 		if err := b.ForEach(nil, func(k, v []byte) error {
+			if n++; n%releaseEvery == 0 {
+				tx.ReleaseMapped()
+			}
 			le := lv.entries[string(k)]
 			if le != nil && !le.seen {
 				le.seen = true
@@ -106,6 +113,10 @@ func (e *Engine) localChanges(lv *localView) ([]localChange, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out, err
 }
+
+// releaseEvery is how many state records a pass reads between two
+// releases of the pages read (state.Tx.ReleaseMapped): a few MB.
+const releaseEvery = 16384
 
 // pusher builds one manifest.
 type pusher struct {

@@ -144,6 +144,20 @@ func (db *DB) View(fn func(tx *Tx) error) error {
 	return db.bolt.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
 }
 
+// ReleaseMapped drops the pages of the state file read so far from the
+// process's resident memory (Linux; elsewhere it does nothing). Call it
+// after a pass over many records.
+func (db *DB) ReleaseMapped() {
+	_ = db.bolt.View(func(btx *bolt.Tx) error {
+		releaseMapped(btx)
+		return nil
+	})
+}
+
+// ReleaseMapped is DB.ReleaseMapped within a transaction: during a long
+// pass, every so many records.
+func (t *Tx) ReleaseMapped() { releaseMapped(t.tx) }
+
 // fillPercent is how full a leaf is left when it splits. The engine writes
 // in key order (batches sorted before insert), where bbolt's default of one
 // half leaves every page half empty: a million-file state then maps twice

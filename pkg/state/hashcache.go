@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -67,7 +68,16 @@ func (r *FileRecord) unmarshal(b []byte) error {
 // Keys are "dir\x00name", so the children of one directory are contiguous and
 // sorted by name: the scanner reads a whole directory's records with one cursor
 // walk in one read transaction (LookupDir) instead of one lookup per file.
-type HashCache struct{ db *DB }
+type HashCache struct {
+	db *DB
+	// looked counts the records LookupDir read, to release their pages
+	// every releaseEvery (a scan reads the record of every file).
+	looked atomic.Int64
+}
+
+// releaseEvery is how many records are read between two releases of the
+// state file's pages from the resident set (ReleaseMapped): a few MB.
+const releaseEvery = 16384
 
 // HashCache returns the repository's hash cache.
 func (db *DB) HashCache() *HashCache { return &HashCache{db: db} }
@@ -201,6 +211,10 @@ func (c *HashCache) LookupDir(dir string, names []string, out []FileRecord, foun
 		for ; i < len(names); i++ {
 			found[i] = false
 		}
+		n := int64(len(names))
+		if after := c.looked.Add(n); after/releaseEvery != (after-n)/releaseEvery {
+			releaseMapped(tx)
+		}
 		return nil
 	})
 	if err != nil {
@@ -216,8 +230,13 @@ func (c *HashCache) LookupDir(dir string, names []string, out []FileRecord, foun
 func (c *HashCache) PruneDirs(keep func(dir string) bool) (int, error) {
 	var drop []string
 	err := c.db.bolt.View(func(tx *bolt.Tx) error {
+		defer releaseMapped(tx) // a page or two of every directory was read
 		cur := tx.Bucket(hashCacheBucket).Cursor()
+		dirs := 0
 		for k, _ := cur.First(); k != nil; {
+			if dirs++; dirs%1024 == 0 {
+				releaseMapped(tx)
+			}
 			i := bytes.IndexByte(k, 0)
 			if i < 0 {
 				return fmt.Errorf("hash cache: malformed key %q", k)
