@@ -28,6 +28,11 @@ type indexMeta struct {
 	Gen   uint64            `json:"gen"`   // generation of the last publish
 	Pages map[string]uint64 `json:"pages"` // page name → generation
 	Root  uint64            `json:"root"`  // generation of the current root
+	// Seq: the last own manifest the root covers. A republish (§9) changes
+	// no page but must be covered too: it is collected once its asker
+	// acknowledges it, and a client that never read it can only catch up
+	// from an index whose root covers it.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // indexPages picks the page count: one page for small trees, then enough
@@ -92,7 +97,7 @@ func (e *Engine) publishIndex(ctx context.Context, files int) error {
 	}
 	n := e.indexPages(files)
 	rebuild := meta.N != n
-	if len(dirty) == 0 && !rebuild && meta.Root != 0 {
+	if len(dirty) == 0 && !rebuild && meta.Root != 0 && meta.Seq >= seq {
 		return nil
 	}
 	pages := map[int]bool{}
@@ -183,7 +188,7 @@ func (e *Engine) publishIndex(ctx context.Context, files int) error {
 			_ = e.relay.Delete(ctx, protocol.IndexPageName(e.cid, id, g))
 		}
 	}
-	meta = indexMeta{N: n, Gen: gen, Pages: newPages, Root: gen}
+	meta = indexMeta{N: n, Gen: gen, Pages: newPages, Root: gen, Seq: seq}
 	return e.db.Update(func(tx *state.Tx) error {
 		bs, err := buckets(tx, bucketMeta, bucketDirty)
 		if err != nil {

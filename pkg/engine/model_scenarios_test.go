@@ -10,12 +10,14 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"testing/cryptotest"
 	"time"
 
+	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
 
@@ -462,6 +464,36 @@ func TestModelResumeReusesACutChunk(t *testing.T) {
 	}
 	w.inj.Disarm()
 	a.crash()
+	w.settle(10)
+	w.checkInvariants()
+}
+
+// A republish (PROTOCOL.md §9) has the asker as its only expected puller,
+// so it is collected as soon as the asker acknowledges it. Another puller
+// that had not read it by then finds its manifest gone and must catch up
+// from the holder's index; the republish changed no page, and the index's
+// root was not rewritten, so it still covered only the update before, and
+// that puller waited for ever for "update 2 ... not on the relay (yet)"
+// (the failure of TestModelRandomEdits' seed
+// testdata/rapid/TestModelRandomEdits/TestModelRandomEdits-20261203093859-11263.fail).
+func TestModelRepublishCollectedBeforeAnotherPullerReadIt(t *testing.T) {
+	w := registered(t, shared("a", "b", "c"))
+	a, b, c := w.clients[0], w.clients[1], w.clients[2]
+	a.write("p", []byte("from a"), w.mtime(0))
+	a.mustRound() // publishes a.1
+	c.mustRound() // applies a.1
+	w.inj.Add(faulty.Rule{Name: "clients/*/data/*", Times: 10, Fault: faulty.NotFound})
+	b.mustRound() // finds a.1's data missing: asks a for p
+	w.inj.Disarm()
+	a.mustRound() // republishes p as a.2, for b alone
+	b.mustRound() // applies and acknowledges a.2
+	a.mustRound() // collects a.2
+	if _, err := os.Stat(filepath.Join(w.relayDir, filepath.FromSlash(protocol.ManifestName(a.e.CID(), 2)))); !os.IsNotExist(err) {
+		t.Fatalf("a.2 is still on the relay (%v): the scenario did not happen", err)
+	}
+	if res := c.mustRound(); len(res.Waiting) > 0 {
+		t.Fatalf("bug (regression): c never read a's republish, which was collected, and waits: %q; a's index must cover it", res.Waiting)
+	}
 	w.settle(10)
 	w.checkInvariants()
 }
