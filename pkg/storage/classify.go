@@ -346,7 +346,11 @@ var messageKinds = []struct {
 		"login incorrect", "login authentication failed", "unauthorized", "forbidden", "invalid credentials"}},
 	{KindNotFound, []string{"no such file", "not found", "does not exist"}},
 	{KindTransient, []string{"connection reset", "broken pipe", "timeout", "timed out", "temporarily unavailable",
-		"too many requests", "try again", "unexpected eof", "connection lost", "server closed"}},
+		"too many requests", "try again", "unexpected eof", "connection lost", "server closed",
+		// rclone's check after an upload: the server kept another size than
+		// was sent (seen with FTP servers under load: a data connection cut
+		// short). The upload failed; sending it again is the remedy.
+		"sizes differ"}},
 }
 
 func messageKind(err error) (Kind, bool) {

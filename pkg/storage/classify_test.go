@@ -129,6 +129,7 @@ func realErrors(t *testing.T) map[string]struct {
 		"s3 precondition":           {s3Err(412, "PreconditionFailed"), KindExists},
 		"missing remote":            {fmt.Errorf("%w (%q)", fs.ErrorNotFoundInConfigFile, "x"), KindFatal},
 		"rclone no retry":           {fserrors.NoRetryError(errors.New("corrupted on transfer")), KindFatal},
+		"upload stored short":       {errors.New("corrupted on transfer: sizes differ src 65545 vs dst(ftp://127.0.0.1:2121/relay) 0"), KindTransient},
 		"webdav 409":                {dav(409), KindFatal},
 		"unknown":                   {errors.New("something odd"), KindFatal},
 		"storage error keeps kind":  {&Error{Op: "put", Kind: KindQuota, Err: errors.New("x")}, KindQuota},
