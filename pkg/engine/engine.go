@@ -50,6 +50,10 @@ type Options struct {
 	MaxPackSize     int64         // 0: DefaultMaxPackSize
 	MaxDelete       int           // percent; 0 means 50 unless MaxDeleteSet
 	AllowMassDelete bool          // this round may delete more than MaxDelete
+	// MaxManifestChanges is how many changes one manifest holds at most: a
+	// push with more publishes several (push.go). 0:
+	// DefaultMaxManifestChanges. Tests lower it.
+	MaxManifestChanges int
 	// Progress, when set, is told of the bytes each data object moved
 	// (progress bars; called from the round's goroutine).
 	Progress func(n int64)
@@ -90,6 +94,11 @@ const (
 	DefaultMaxPackSize   = 16 << 20
 	DefaultPullerTimeout = 30 * 24 * time.Hour
 	DefaultMaxDelete     = 50
+	// DefaultMaxManifestChanges: a manifest of this many changes is 3 to 5
+	// MB of JSON (300 to 460 bytes a file, TestManifestSizeEstimate), far
+	// below protocol.MaxManifest, and other clients start applying a big
+	// first sync while the rest of it goes up.
+	DefaultMaxManifestChanges = 10000
 	// DefaultSettle is escale's default Settle (config key settle).
 	DefaultSettle = time.Second
 	// SmallFile is the largest file that travels in a pack; bigger ones are chunked.
@@ -171,6 +180,9 @@ func New(ctx context.Context, relay *storage.Relay, opts Options) (*Engine, erro
 	}
 	if opts.MaxPackSize <= 0 {
 		opts.MaxPackSize = DefaultMaxPackSize
+	}
+	if opts.MaxManifestChanges <= 0 {
+		opts.MaxManifestChanges = DefaultMaxManifestChanges
 	}
 	if opts.PullerTimeout <= 0 {
 		opts.PullerTimeout = DefaultPullerTimeout

@@ -127,6 +127,7 @@ type pusher struct {
 	states  map[string]*fileState
 	objects []string
 	sizes   []int64
+	est     int64 // estimated JSON size of changes (changeJSONSize)
 	pack    *packBuilder
 	usage   int64 // relay usage, for the quota
 	full    bool  // quota reached: the rest waits
@@ -141,8 +142,15 @@ type pusher struct {
 	packBufs packBuffers      // chunk pack buffers (bigio.go)
 }
 
-// push publishes the local changes as one manifest: data, then the
-// manifest, then the head (PROTOCOL.md §5.1).
+// maxManifestJSON is the estimated JSON size past which a push starts
+// another manifest, far below what readers accept (protocol.MaxManifest):
+// a change with many chunk refs is big.
+const maxManifestJSON = 16 << 20
+
+// push publishes the local changes as manifests of at most
+// Options.MaxManifestChanges changes (or maxManifestJSON): for each, data,
+// then the manifest, then the head (PROTOCOL.md §5.1). A first sync of a
+// big tree would otherwise make one manifest too big for any reader.
 func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	changes, err := e.localChanges(lv)
 	if err != nil || len(changes) == 0 {
@@ -195,25 +203,127 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 	}
 	p.pack = newPackBuilder(e.packSize())
 	renamedFrom := renames(changes)
-	for _, lc := range changes {
+	together := keptTogether(changes, renamedFrom)
+	var (
+		pullers []string
+		need    int
+		open    = -1 // the last change that must join the manifest being built
+	)
+	// flush publishes what p holds, then p starts the next manifest.
+	flush := func() error {
+		if err := p.flushPack(ctx); err != nil {
+			return err
+		}
+		if len(p.changes) == 0 {
+			return nil
+		}
+		if need == 0 { // the same for every manifest of the push
+			var err error
+			if pullers, need, err = e.expectedPullers(ctx); err != nil {
+				return err
+			}
+		}
+		if err := e.publish(ctx, p, pullers, need, true); err != nil {
+			return err
+		}
+		p = p.next()
+		return nil
+	}
+	for i, lc := range changes {
 		if p.full {
 			break
 		}
 		if err := p.add(ctx, lc, renamedFrom[lc.path]); err != nil {
 			return err
 		}
+		open = max(open, together[i])
+		if open <= i && i+1 < len(changes) && p.atCap() {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 	}
-	if err := p.flushPack(ctx); err != nil {
-		return err
+	return flush()
+}
+
+// atCap reports whether the manifest being built is as big as one gets.
+func (p *pusher) atCap() bool {
+	n := len(p.changes) + len(p.pack.pending)
+	est := p.est + p.pack.est + int64(len(p.objects))*32
+	return n >= p.e.opts.MaxManifestChanges || est >= maxManifestJSON
+}
+
+// next is a pusher for the manifest after p's, once p's is published. What
+// the push as a whole tracks carries over: the clock (publish recorded it),
+// relay usage and the quota, the buffers, this client's objects on the
+// relay.
+func (p *pusher) next() *pusher {
+	p.pack.reset()
+	return &pusher{e: p.e, res: p.res, clock: p.clock, states: map[string]*fileState{}, pack: p.pack,
+		usage: p.usage, full: p.full, existing: p.existing, cbuf: p.cbuf, packBufs: p.packBufs}
+}
+
+// keptTogether returns, for the index of a change that must share its
+// manifest with later ones, the index of the last of them (a cut never
+// falls in between):
+//   - a rename and the old path's tombstone: the puller moves the file only
+//     when both come in one manifest (pull.go, tryMove);
+//   - a folder that became a file or symlink and the deletions below it: a
+//     puller applies a manifest's deletions first, so the folder is gone
+//     when the file is written; a manifest of its own, the file would meet
+//     the folder and be refused.
+//
+// Changes are sorted by path, so such a group may span many changes: the
+// manifest then grows past the cap.
+func keptTogether(changes []localChange, renamedFrom map[string]string) map[int]int {
+	out := map[int]int{}
+	join := func(i, j int) {
+		lo, hi := min(i, j), max(i, j)
+		if end, ok := out[lo]; !ok || hi > end {
+			out[lo] = hi
+		}
 	}
-	if len(p.changes) == 0 {
-		return nil
+	if len(renamedFrom) > 0 {
+		at := make(map[string]int, 2*len(renamedFrom))
+		for to, from := range renamedFrom {
+			at[to], at[from] = -1, -1
+		}
+		for i, lc := range changes {
+			if _, ok := at[lc.path]; ok {
+				at[lc.path] = i
+			}
+		}
+		for to, from := range renamedFrom {
+			if at[to] >= 0 && at[from] >= 0 {
+				join(at[to], at[from])
+			}
+		}
 	}
-	pullers, need, err := e.expectedPullers(ctx)
-	if err != nil {
-		return err
+	// lastDel: for each folder above a deleted path, its last deletion.
+	lastDel := map[string]int{}
+	for i, lc := range changes {
+		if lc.le != nil {
+			continue
+		}
+		for dir := path.Dir(lc.path); dir != "."; dir = path.Dir(dir) {
+			lastDel[dir] = i
+		}
 	}
-	return e.publish(ctx, p, pullers, need, true)
+	if len(lastDel) > 0 {
+		for i, lc := range changes {
+			if end, ok := lastDel[lc.path]; ok && lc.le != nil && end > i {
+				join(i, end)
+			}
+		}
+	}
+	return out
+}
+
+// changeJSONSize estimates, on the high side for ordinary names, the bytes
+// c takes in a manifest's JSON (TestManifestSizeEstimate).
+func changeJSONSize(c *protocol.Change) int64 {
+	n := 200 + 2*(len(c.Path)+len(c.From)+len(c.Target)+len(c.By)) + 50*(len(c.Version)+len(c.Origin)) + 180*len(c.Data)
+	return int64(n)
 }
 
 // publish writes the manifest of what p uploaded — data first, then the
@@ -410,6 +520,7 @@ func (p *pusher) addPart(c *protocol.Change, sent []protocol.Ref) {
 		return
 	}
 	p.changes = append(p.changes, protocol.Change{Path: c.Path, Kind: protocol.KindPart, Version: c.Version, By: c.By, Hash: c.Hash, Size: c.Size, Data: sent})
+	p.est += changeJSONSize(&p.changes[len(p.changes)-1])
 	d := &delivered{Hash: c.Hash}
 	for _, r := range sent {
 		d.Chunks = append(d.Chunks, r.Hash)
@@ -425,6 +536,7 @@ func (p *pusher) commit(c protocol.Change, chunks []protocol.Ref) {
 	st := stateOf(&c)
 	st.Chunks = chunks
 	p.changes = append(p.changes, c)
+	p.est += changeJSONSize(&c)
 	p.states[c.Path] = st
 }
 
@@ -473,6 +585,7 @@ func (p *pusher) addSmall(ctx context.Context, c *protocol.Change) error {
 	ref := p.pack.add(stored, z, int64(len(data)))
 	c.Data = []protocol.Ref{ref}
 	p.pack.pending = append(p.pack.pending, *c)
+	p.pack.est += changeJSONSize(c)
 	return nil
 }
 
@@ -727,6 +840,7 @@ type packBuilder struct {
 	buf     bytes.Buffer
 	limit   int64
 	pending []protocol.Change
+	est     int64 // changeJSONSize of pending
 }
 
 func newPackBuilder(limit int64) *packBuilder { return &packBuilder{limit: limit} }
@@ -742,4 +856,5 @@ func (pb *packBuilder) add(stored []byte, z bool, size int64) protocol.Ref {
 func (pb *packBuilder) reset() {
 	pb.buf.Reset()
 	pb.pending = pb.pending[:0]
+	pb.est = 0
 }
