@@ -262,17 +262,8 @@ func TestBigFileCancelledMidwayLeaksNothing(t *testing.T) {
 // converges. A chunk read that breaks midway on the pull is retried too.
 func TestBigFileChunkFailsMidwayResumes(t *testing.T) {
 	w := newWorld(t)
-	inj := faulty.New()
-	spec, unregister := faulty.Register(t.Name(), inj, w.relay)
-	defer unregister()
-	onFaulty := func(name string) *client {
-		relay, err := storage.Open(context.Background(), spec, storage.WithRetries(1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w.clientWithRelay(name, relay, smallPacks)
-	}
-	a, b := onFaulty("alpha"), onFaulty("beta")
+	inj, onFaulty := w.faultyClients(t)
+	a, b := onFaulty("alpha", smallPacks), onFaulty("beta", smallPacks)
 	data := randomBytes(t, 12<<20)
 	writeBig(t, a, "big.bin", data)
 	inj.Add(faulty.Rule{Op: faulty.OpPut, Name: "clients/*/data/*", After: 4, Fault: faulty.PartialPut})

@@ -17,6 +17,7 @@ import (
 	"github.com/escale-sync/escale/pkg/filter"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/storage"
+	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
 
 // world is a relay folder on the local disk and the clients syncing through it.
@@ -670,5 +671,22 @@ func TestProgressCountsEveryByte(t *testing.T) {
 	}
 	if down == 0 || down != rb.BytesDown || rb.ObjectsDown == 0 {
 		t.Fatalf("progress heard %d bytes down, the round moved %d in %d objects", down, rb.BytesDown, rb.ObjectsDown)
+	}
+}
+
+// faultyClients returns a fault injector on w's relay and a maker of
+// clients that reach the relay through it (one retry per call).
+func (w *world) faultyClients(t *testing.T) (*faulty.Injector, func(name string, tweak ...func(*Options)) *client) {
+	t.Helper()
+	inj := faulty.New()
+	spec, unregister := faulty.Register(t.Name(), inj, w.relay)
+	t.Cleanup(unregister)
+	return inj, func(name string, tweak ...func(*Options)) *client {
+		t.Helper()
+		relay, err := storage.Open(context.Background(), spec, storage.WithRetries(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.clientWithRelay(name, relay, tweak...)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/escale-sync/escale/pkg/storage"
 	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
 
@@ -14,14 +13,8 @@ import (
 // relay are not sent again, and nothing is left behind.
 func TestInterruptedPushResumesPerChunk(t *testing.T) {
 	w := newWorld(t)
-	inj := faulty.New()
-	spec, unregister := faulty.Register(t.Name(), inj, w.relay)
-	defer unregister()
-	relay, err := storage.Open(context.Background(), spec, storage.WithRetries(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := w.clientWithRelay("alpha", relay)
+	inj, onFaulty := w.faultyClients(t)
+	a := onFaulty("alpha")
 	data := randomBytes(t, 12<<20)
 	if err := os.WriteFile(filepath.Join(a.dir, "big.bin"), data, 0o644); err != nil {
 		t.Fatal(err)

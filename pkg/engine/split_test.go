@@ -13,7 +13,6 @@ import (
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/state"
-	"github.com/escale-sync/escale/pkg/storage"
 	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
 
@@ -217,14 +216,8 @@ func TestSplitPushResumesAfterFailure(t *testing.T) {
 	} {
 		t.Run(tc.what, func(t *testing.T) {
 			w := newWorld(t)
-			inj := faulty.New()
-			spec, unregister := faulty.Register(t.Name(), inj, w.relay)
-			defer unregister()
-			relay, err := storage.Open(context.Background(), spec, storage.WithRetries(1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			a := w.clientWithRelay("alpha", relay, func(o *Options) { o.MaxManifestChanges = 100 })
+			inj, onFaulty := w.faultyClients(t)
+			a := onFaulty("alpha", func(o *Options) { o.MaxManifestChanges = 100 })
 			for i := range 250 {
 				a.write(fmt.Sprintf("f%03d", i), fmt.Sprintf("file %d", i), time.Time{})
 			}
