@@ -360,15 +360,16 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 			return res, err
 		}
 	}
-	// After the push, which reused the chunks an interrupted push had
-	// uploaded, whatever no manifest refers to is a leftover.
+	// After the push, which reused the chunk packs an interrupted push had
+	// uploaded, whatever no manifest refers to is a leftover, and so is a
+	// collected manifest whose delete was missed.
 	if !e.cleaned {
 		n, err := e.cleanOrphans(ctx)
 		if err != nil {
 			return res, err
 		}
 		if n > 0 {
-			e.log.Info("removed data left on the relay by an interrupted push", "objects", n)
+			e.log.Info("removed leftovers from the relay (an interrupted push, a missed delete)", "objects", n)
 			res.Collected += n
 		}
 		e.cleaned = true

@@ -497,3 +497,34 @@ func TestModelRepublishCollectedBeforeAnotherPullerReadIt(t *testing.T) {
 	w.settle(10)
 	w.checkInvariants()
 }
+
+// A pusher collects its acknowledged update, but the storage answers "not
+// found" when the manifest is looked up for its delete, though it holds it.
+// collect counted that as deleted and dropped the outstanding record, and
+// no later round looked for the manifest again: it stayed on the relay for
+// ever (the failure of TestModelRandomEdits' seed
+// testdata/rapid/TestModelRandomEdits/TestModelRandomEdits-20261203102437-3675.fail).
+// A later round lists the client's own log/ and deletes it.
+func TestModelManifestDeleteReportedNotFound(t *testing.T) {
+	w := registered(t, shared("a", "b"))
+	a, b := w.clients[0], w.clients[1]
+	a.write("p", []byte("from a"), w.mtime(0))
+	a.mustRound() // publishes a.1
+	b.mustRound() // applies and acknowledges a.1
+	name := protocol.ManifestName(a.e.CID(), 1)
+	w.inj.Add(faulty.Rule{Op: faulty.OpNewObject, Name: name, Times: 1, Fault: faulty.NotFound})
+	a.mustRound() // collects a.1; its manifest's delete finds "nothing"
+	if got := w.inj.Injected(); len(got) != 1 {
+		t.Fatalf("injected %q, want the manifest's lookup once: the scenario did not happen", got)
+	}
+	w.inj.Disarm()
+	if _, err := os.Stat(filepath.Join(w.relayDir, filepath.FromSlash(name))); err != nil {
+		t.Fatalf("a.1 is not on the relay after the failed delete (%v): the scenario did not happen", err)
+	}
+	a.mustRound()
+	if _, err := os.Stat(filepath.Join(w.relayDir, filepath.FromSlash(name))); !os.IsNotExist(err) {
+		t.Fatalf("bug (regression): a.1 is still on the relay (%v) after a's next round, though every puller acknowledged it", err)
+	}
+	w.settle(10)
+	w.checkInvariants()
+}

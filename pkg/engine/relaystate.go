@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path"
@@ -359,20 +360,35 @@ func (e *Engine) collect(ctx context.Context, heads []protocol.Head, res *Result
 			}
 		}
 	}
+	// A delete reported as not found counts as done (a crash may have cut
+	// an earlier collect short), but a storage can also briefly fail to
+	// show an object it holds: the next round's cleanOrphans then looks for
+	// what is left, by listing, as the record of it is gone.
+	remove := func(name string) error {
+		err := e.relay.Delete(ctx, name)
+		if errors.Is(err, storage.ErrNotFound) {
+			e.cleaned = false
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("collect: %w", err)
+		}
+		return nil
+	}
 	var gone []string
 	for _, o := range done {
 		for _, id := range o.Objects {
 			if pending[id] {
 				continue
 			}
-			if err := e.relay.Delete(ctx, protocol.DataName(e.cid, id)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("collect: %w", err)
+			if err := remove(protocol.DataName(e.cid, id)); err != nil {
+				return err
 			}
 			gone = append(gone, id)
 			res.Collected++
 		}
-		if err := e.relay.Delete(ctx, protocol.ManifestName(e.cid, o.Seq)); err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return fmt.Errorf("collect: %w", err)
+		if err := remove(protocol.ManifestName(e.cid, o.Seq)); err != nil {
+			return err
 		}
 		res.Collected++
 	}
@@ -489,6 +505,7 @@ func (e *Engine) acknowledged(o outstanding, acks map[string]*ackRecord, now tim
 // cleanOrphans deletes data objects of ours that no pending manifest refers
 // to: uploads cut short by a crash before their manifest was written. Only
 // this client writes under its prefix, so nothing else can be in flight.
+// Then collected manifests a delete missed (cleanOwnLog).
 func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 	// A crash mid-upload also leaves, on S3, a multipart upload nobody
 	// completes or aborts: its parts stay stored (and billed). None of ours
@@ -544,7 +561,56 @@ func (e *Engine) cleanOrphans(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	return n, e.forgetChunks(gone)
+	if err := e.forgetChunks(gone); err != nil {
+		return n, err
+	}
+	m, err := e.cleanOwnLog(ctx)
+	return n + m, err
+}
+
+// cleanOwnLog deletes manifests of ours that no outstanding record names:
+// collected ones whose delete was reported as not found while the storage
+// still held them. Only manifests the published index covers go, so a
+// client that never read one catches up from the index (PROTOCOL.md §8).
+func (e *Engine) cleanOwnLog(ctx context.Context) (int, error) {
+	var seq uint64
+	var idx indexMeta
+	keep := map[uint64]bool{}
+	if err := e.db.View(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketMeta, bucketOut)
+		if err != nil {
+			return err
+		}
+		if _, err := getJSON(bs[0], []byte("index"), &idx); err != nil {
+			return err
+		}
+		seq = min(getU64(bs[0], "seq"), idx.Seq)
+		return bs[1].ForEach(nil, func(k, _ []byte) error {
+			keep[binary.BigEndian.Uint64(k)] = true
+			return nil
+		})
+	}); err != nil || seq == 0 {
+		return 0, err
+	}
+	entries, err := e.relay.List(ctx, protocol.LogDir(e.cid))
+	if err != nil {
+		return 0, fmt.Errorf("list own updates: %w", err)
+	}
+	n := 0
+	for _, en := range entries {
+		s, ok := protocol.ParseSeqName(path.Base(en.Name))
+		if en.IsDir || !ok || s > seq || keep[s] {
+			continue
+		}
+		err := e.relay.Delete(ctx, en.Name)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return n, fmt.Errorf("delete collected update %s: %w", en.Name, err)
+		}
+		if err == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // notThereYet reports a small object, overwritten in place (acks, client
