@@ -486,3 +486,17 @@ func skipNumber(v []byte, i int) (int, bool) {
 	}
 	return i, true
 }
+
+// metaU64 reads one counter of the meta bucket (seq, clock, ...).
+func (e *Engine) metaU64(key string) (uint64, error) {
+	var n uint64
+	err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		n = getU64(b, key)
+		return nil
+	})
+	return n, err
+}

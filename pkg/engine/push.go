@@ -185,14 +185,7 @@ func (e *Engine) push(ctx context.Context, lv *localView, res *Result) error {
 		return nil
 	}
 	p := &pusher{e: e, res: res, states: map[string]*fileState{}}
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketMeta)
-		if err != nil {
-			return err
-		}
-		p.clock = getU64(b, "clock")
-		return nil
-	}); err != nil {
+	if p.clock, err = e.metaU64("clock"); err != nil {
 		return err
 	}
 	if e.opts.Quota > 0 {
@@ -330,15 +323,8 @@ func changeJSONSize(c *protocol.Change) int64 {
 // manifest, then the head (PROTOCOL.md §5.1) — and records it locally.
 // keepStates is false for a republish, which makes no new version.
 func (e *Engine) publish(ctx context.Context, p *pusher, pullers []string, need int, keepStates bool) error {
-	var seq uint64
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketMeta)
-		if err != nil {
-			return err
-		}
-		seq = getU64(b, "seq")
-		return nil
-	}); err != nil {
+	seq, err := e.metaU64("seq")
+	if err != nil {
 		return err
 	}
 	seq++

@@ -12,7 +12,6 @@ import (
 
 	"github.com/escale-sync/escale/pkg/envelope"
 	"github.com/escale-sync/escale/pkg/protocol"
-	"github.com/escale-sync/escale/pkg/state"
 	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
 
@@ -41,15 +40,8 @@ func (c *client) manifests() map[uint64]*protocol.Manifest {
 
 func (c *client) seq() uint64 {
 	c.t.Helper()
-	var seq uint64
-	if err := c.e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketMeta)
-		if err != nil {
-			return err
-		}
-		seq = getU64(b, "seq")
-		return nil
-	}); err != nil {
+	seq, err := c.e.metaU64("seq")
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	return seq
