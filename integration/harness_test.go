@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/escale-sync/escale/pkg/engine"
+	"github.com/escale-sync/escale/pkg/storage"
 )
 
 // tempPrefix is escale's temp file prefix (pkg/localfs.DefaultTempPrefix),
@@ -663,13 +664,39 @@ func (w *world) check(shared []*client) verdict {
 	}
 	w.led.mu.Unlock()
 	// 4. the relay holds no data once every puller caught up.
+	left := false
 	for _, f := range w.relayFiles() {
 		if strings.Contains(f, "/data/") {
-			w.t.Errorf("relay still holds data after every client caught up: %s", f)
+			w.t.Errorf("relay still holds data after every client caught up: %s (the server lists it: %v)", f, w.serverShows(f))
+			left = true
 		}
+	}
+	if left {
+		// What pins it: each client's pending updates and acknowledgements,
+		// and the relay's logs and heads.
+		for _, c := range w.clients {
+			b, _ := json.Marshal(c.status())
+			w.t.Logf("%s status: %s", c.name, b)
+		}
+		w.t.Logf("relay:\n%s", strings.Join(w.relayFiles(), "\n"))
 	}
 	w.t.Logf("versions written %d, checked %d (lost %d); superseded ones found anyway %d", v.Versions, v.Checked, v.Lost, v.Found)
 	return v
+}
+
+// serverShows reports whether the relay server shows a file it holds on its
+// disk: rclone's servers answer from a directory cache.
+func (w *world) serverShows(rel string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := storage.Open(ctx, w.spec)
+	if err != nil {
+		w.t.Errorf("open the relay to check %s: %v", rel, err)
+		return false
+	}
+	defer r.Close()
+	_, err = r.Stat(ctx, rel)
+	return err == nil
 }
 
 func pathBase(p string) string { return p[strings.LastIndex(p, "/")+1:] }
