@@ -14,8 +14,9 @@
 //     refused.
 //   - The payload is zstd-compressed unless its first 64 KiB do not shrink,
 //     and cut into records of at most 64 KiB so no reader ever holds more.
-//   - The tag is an HMAC-SHA256 under the epoch's MAC key of every inner byte
-//     before it. age alone does not authenticate the sender: anyone who knows
+//   - The tag is a keyed BLAKE3 (key derived from the epoch's MAC key) of
+//     every inner byte before it; format version 1, still read, used
+//     HMAC-SHA256. age alone does not authenticate the sender: anyone who knows
 //     the recipient (a public key) can encrypt to it; only key holders can
 //     compute the tag.
 //   - Zero padding rounds the size (powers of two up to 64 KiB, Padmé above),
@@ -45,8 +46,8 @@
 // # Plain mode
 //
 // With encryption = none, NewPlainSealer and NewPlainOpener use the same
-// header and framing, no age, no padding, and a keyless SHA-256 in place of
-// the HMAC: it catches corruption, not forgery. A flag in the header and the
+// header and framing, no age, no padding, and a keyless BLAKE3 (SHA-256 in
+// version 1) in place of the tag: it catches corruption, not forgery. A flag in the header and the
 // outer magic make an age client refuse plain objects and the reverse.
 //
 // # Choices beyond the original design note

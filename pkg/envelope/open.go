@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -154,19 +153,16 @@ func (o *Opener) Open(src io.Reader, kind Kind, name string, maxPlain int64) (io
 		}
 	}
 
-	var mac hash.Hash
-	if kr != nil {
-		mac = hmac.New(sha256.New, kr.MACKey[:])
-	} else {
-		mac = sha256.New()
-	}
 	// The tag covers every inner byte before it; nothing before it is
-	// trusted, only bounded, until finish compares the tag.
-	teed := io.TeeReader(inner, mac)
-	h, hb, err := readHeader(teed)
+	// trusted, only bounded, until finish compares the tag. The header says
+	// which tag its format version uses.
+	h, hb, err := readHeader(inner)
 	if err != nil {
 		return nil, classify(name, es, err)
 	}
+	mac := newTag(h.version, kr)
+	mac.Write(hb)
+	teed := io.TeeReader(inner, mac)
 	wantRepo, wantEpoch, wantFlag := o.repoID, uint32(0), byte(flagPlain)
 	if kr != nil {
 		wantRepo, wantEpoch, wantFlag = kr.RepoID, kr.Epoch, 0

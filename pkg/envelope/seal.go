@@ -2,8 +2,6 @@ package envelope
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"hash"
@@ -104,11 +102,11 @@ func (s *Sealer) Seal(dst io.Writer, kind Kind, name string) (io.WriteCloser, er
 	if err := checkName(name); err != nil {
 		return nil, fmt.Errorf("seal %q: %w", name, err)
 	}
-	w := &sealWriter{s: s, hdr: header{kind: kind, repoID: s.repoID, epoch: s.epoch, name: name}}
+	w := &sealWriter{s: s, hdr: header{version: formatVersion, kind: kind, repoID: s.repoID, epoch: s.epoch, name: name}}
 	if s.plain {
 		w.hdr.flags = flagPlain
 		w.out = dst
-		w.mac = sha256.New()
+		w.mac = newTag(formatVersion, nil)
 	} else {
 		if s.kr == nil || s.kr.Identity == nil {
 			return nil, fmt.Errorf("seal %q: sealer has no keyring", name)
@@ -118,7 +116,7 @@ func (s *Sealer) Seal(dst io.Writer, kind Kind, name string) (io.WriteCloser, er
 			return nil, fmt.Errorf("seal %q: %w", name, err)
 		}
 		w.out, w.ageW = aw, aw
-		w.mac = hmac.New(sha256.New, s.kr.MACKey[:])
+		w.mac = newTag(formatVersion, s.kr)
 	}
 	// The tag covers every inner byte before it: header, framing, payload.
 	w.tee = io.MultiWriter(w.out, w.mac)

@@ -2,7 +2,6 @@ package envelope
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"testing/iotest"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/zeebo/blake3"
 )
 
 // sealedPair returns an object and the opener that accepts it.
@@ -240,7 +240,11 @@ func TestForgery(t *testing.T) {
 	edit("padding shorter", ReasonTruncated, func(b []byte) []byte { return b[:len(b)-1] })
 	edit("no end record", ReasonTruncated, func(b []byte) []byte { return b[:tagAt-1] })
 	edit("kind byte", ReasonKind, func(b []byte) []byte { b[7] = byte(KindPack); return b })
-	edit("unknown version", ReasonVersion, func(b []byte) []byte { b[6] = 2; return b })
+	edit("unknown version", ReasonVersion, func(b []byte) []byte { b[6] = formatVersion + 1; return b })
+	edit("version 0", ReasonVersion, func(b []byte) []byte { b[6] = 0; return b })
+	// Claiming version 1 makes the reader check an HMAC-SHA256 tag, which a
+	// version 2 object does not carry.
+	edit("older version", ReasonMAC, func(b []byte) []byte { b[6] = 1; return b })
 	edit("unknown flag", ReasonVersion, func(b []byte) []byte { b[8] |= 0x80; return b })
 	edit("plain flag", ReasonFraming, func(b []byte) []byte { b[8] |= flagPlain; return b })
 	edit("bad magic", ReasonNotObject, func(b []byte) []byte { b[0] = 'X'; return b })
@@ -272,7 +276,7 @@ func TestPlainChecksum(t *testing.T) {
 	// A plain object re-checksummed after an edit opens: plain mode protects
 	// against corruption only, as documented.
 	edited := bytes.Clone(bad)
-	sum := sha256.Sum256(edited[:len(edited)-tagLen])
+	sum := blake3.Sum256(edited[:len(edited)-tagLen])
 	copy(edited[len(edited)-tagLen:], sum[:])
 	got, err := o.OpenBytes(edited, KindManifest, "m", NoLimit)
 	if err != nil || string(got) != "iello" {

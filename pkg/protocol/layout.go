@@ -11,8 +11,9 @@ import (
 
 // Version is the relay format version this code writes: in the marker of
 // the relays it creates and in every object with a version field. Version 2
-// put the new chunks of a big file into packs (PROTOCOL.md §7); everything
-// else is as in version 1.
+// put the new chunks of a big file into packs (PROTOCOL.md §7) and seals
+// objects in envelope format 2 (a keyed BLAKE3 tag, §4.2); everything else
+// is as in version 1.
 const Version = 2
 
 // MinVersion is the oldest format version this code still reads: it syncs
