@@ -126,6 +126,9 @@ type Engine struct {
 	fresh bool
 	// scanned counts what the last scan found, for Status.
 	scanned struct{ files, conflicts int }
+	// written holds the files this round's pull put in place, for the
+	// rescan after it (scan.Scanner.Known).
+	written map[string]state.FileRecord
 	// res is the result of the round in progress, for problem().
 	res *Result
 	// staged file states and wants, committed together by flushState.
@@ -149,6 +152,7 @@ type Result struct {
 	Problems    []string // per-file problems that did not stop the round
 	Plan        []string // with DryRun: what the round would do
 	RemoteHeads int      // other clients seen
+	HashedBytes int64    // local bytes read to hash them (the hash cache spares the rest)
 }
 
 // Busy reports whether the round moved anything (adaptive polling resets).

@@ -11,6 +11,7 @@ import (
 	"github.com/escale-sync/escale/pkg/localfs"
 	"github.com/escale-sync/escale/pkg/protocol"
 	"github.com/escale-sync/escale/pkg/scan"
+	"github.com/escale-sync/escale/pkg/state"
 )
 
 // localEntry is what the scan saw at a path. Fields are ordered so the
@@ -112,6 +113,15 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 		return nil, fmt.Errorf("the folder %s is missing or not a folder (an unmounted disk?); nothing was synced", e.opts.Path)
 	}
 	s := &scan.Scanner{Root: e.opts.Path, Filter: e.opts.Filter, Cache: e.db.HashCache()}
+	if written := e.written; len(written) > 0 {
+		// The pull's files are taken as written while unchanged; only this
+		// scan, right after the pull, uses them.
+		e.written = nil
+		s.Known = func(path string) (state.FileRecord, bool) {
+			r, ok := written[path]
+			return r, ok
+		}
+	}
 	lv := &localView{entries: make(map[string]*localEntry)}
 	var slab entrySlab
 	conflicts := 0
@@ -135,6 +145,9 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 		return nil, fmt.Errorf("scan %s: %w", e.opts.Path, err)
 	}
 	e.scanned.files, e.scanned.conflicts = len(lv.entries), conflicts
+	if e.res != nil {
+		e.res.HashedBytes += st.HashedBytes
+	}
 	lv.uncertain = append(lv.uncertain, st.Unstable...)
 	for _, pe := range st.Errors {
 		lv.uncertain = append(lv.uncertain, pe.Path)

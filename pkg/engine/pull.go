@@ -306,7 +306,29 @@ func (p *puller) finishWrite(j *writeJob) error {
 	p.res.Pulled++
 	p.touched = true
 	p.observed(j.path, j.hash, j.abs, j.info, j.infoErr)
+	p.e.noteWritten(j.path, j.hash, j.info)
 	return p.e.saveState(j.path, j.ns)
+}
+
+// maxWrittenHints bounds the files a round remembers as written for the
+// rescan (about 150 bytes each); past it, the rescan reads them.
+const maxWrittenHints = 100_000
+
+// noteWritten remembers a file the pull put in place, verified against
+// hash and then stat'ed as fi: the rescan after the pull takes its hash
+// without reading it while its stat is unchanged.
+func (e *Engine) noteWritten(path, hash string, fi os.FileInfo) {
+	if fi == nil || !fi.Mode().IsRegular() || len(e.written) >= maxWrittenHints {
+		return
+	}
+	var h [32]byte
+	if n, err := hex.Decode(h[:], []byte(hash)); err != nil || n != len(h) {
+		return
+	}
+	if e.written == nil {
+		e.written = map[string]state.FileRecord{}
+	}
+	e.written[path] = scan.KnownRecord(fi, h)
 }
 
 var errHeldBack = errors.New("held back")
@@ -710,7 +732,8 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 			ns.Chunks = nil
 			return p.writer.submit(&writeJob{path: c.Path, data: data, meta: meta, expect: le.expect(), ns: ns, hash: c.Hash}, p.finishWrite)
 		}
-		if err := e.folder.WriteAtomic(c.Path, src, meta, le.expect()); err != nil {
+		fi, err := e.folder.WriteAtomicStat(c.Path, src, meta, le.expect())
+		if err != nil {
 			if errors.Is(err, storage.ErrNotFound) && f != nil {
 				// Collected, or never sent (a delta against a base this
 				// client does not hold): the publisher sends it whole.
@@ -723,6 +746,7 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		p.res.Pulled++
 		p.touched = true
 		p.observe(c.Path, c.Hash)
+		e.noteWritten(c.Path, c.Hash, fi)
 	}
 	return e.saveState(c.Path, ns)
 }

@@ -24,9 +24,10 @@ func (f *Folder) WriteAtomic(name string, r io.Reader, meta FileMeta, expect *Ex
 	return err
 }
 
-// WriteAtomicStat is WriteAtomic returning the Lstat of the file it put in place, as it was
-// just before the rename (the rename keeps inode, size, mode and mtime), which spares the
-// caller a walk of the path to read it back.
+// WriteAtomicStat is WriteAtomic returning the Lstat of the file it put in place, which spares
+// the caller a walk of the path to read it back: taken just after the rename (change time
+// included) where the folder is read through directory handles and the file is still the one
+// written, else as it was just before the rename (inode, size, mode and mtime are the same).
 func (f *Folder) WriteAtomicStat(name string, r io.Reader, meta FileMeta, expect *Expect) (fs.FileInfo, error) {
 	if f.dirs != nil {
 		return f.writeAtomicAt(name, r, meta, expect)

@@ -88,6 +88,12 @@ func (f *Folder) writeAtomicAt(name string, r io.Reader, meta FileMeta, expect *
 	}
 	committed = true
 	info.name = base
+	// The rename moved the inode's change time: the caller's record (a
+	// hint to the next scan) wants the file as it stands in place. Taken
+	// only if it is still the inode written, unchanged but for the rename.
+	if now, err := statAt(d.fd, base); err == nil && sameInode(now, info) && now.st.Size == info.st.Size && now.st.Mtim == info.st.Mtim {
+		info = now
+	}
 	for _, c := range created {
 		if err := f.fl.dir(filepath.Dir(c)); err != nil {
 			return nil, err

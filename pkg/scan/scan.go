@@ -143,6 +143,22 @@ type Scanner struct {
 	RacyWindow time.Duration
 	// Retries of a read that saw the file change; 0 means DefaultRetries.
 	Retries int
+	// Known, if set, gives the records of files the caller itself just put
+	// in place (KnownRecord: its stat of the file in place and the hash of
+	// what it wrote and verified). A file whose lstat equals its record in
+	// size, mtime, inode and change time is not read again: a sync that
+	// pulled a gigabyte does not hash it once more to see it unchanged.
+	// Platforms without an inode change time always read. The cache record
+	// written for such a file is the one a read would have written, so the
+	// racy rule still applies to the next scan.
+	Known func(path string) (state.FileRecord, bool)
+}
+
+// KnownRecord is the record of a file the caller put in place, for Known:
+// fi is its Lstat taken once in place, hash the hash of what was written.
+func KnownRecord(fi os.FileInfo, hash [32]byte) state.FileRecord {
+	st := statOf(fi)
+	return state.FileRecord{Size: st.size, ModTimeNs: st.mtimeNs, ChangeTimeNs: st.ctimeNs, Inode: st.ino, Mode: uint32(st.mode), Hash: hash}
 }
 
 // Scan walks the folder and calls emit for each synced entry in walk order

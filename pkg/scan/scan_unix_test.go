@@ -14,6 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"github.com/escale-sync/escale/pkg/state"
 )
 
 const helperEnv = "ESCALE_SCAN_TEST_ROOT"
@@ -154,5 +159,49 @@ func TestSpecialFilesSkipped(t *testing.T) {
 	}
 	if !slices.Equal(st.Skipped, wantSkip) {
 		t.Errorf("skipped = %v, want %v", st.Skipped, wantSkip)
+	}
+}
+
+// A file the caller just wrote is taken at the hash it gives, without a
+// read, only while its lstat is exactly the one it recorded.
+func TestKnownFilesAreNotRead(t *testing.T) {
+	root := tree(t, map[string]string{"a": "alpha", "b": "beta"})
+	known := map[string]state.FileRecord{}
+	claim := func(name string) [32]byte {
+		fi, err := os.Lstat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not the content's hash: a read would show.
+		var h [32]byte
+		copy(h[:], "what the caller wrote as "+name)
+		known[name] = KnownRecord(fi, h)
+		return h
+	}
+	ha, hb := claim("a"), claim("b")
+	// b changes after its record was taken: same size, mtime put back, but
+	// its change time moved.
+	mt := time.Now().Add(-time.Hour)
+	if err := os.WriteFile(filepath.Join(root, "b"), []byte("BETA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(root, "b"), mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	bi, _ := os.Lstat(filepath.Join(root, "b"))
+	kb := known["b"]
+	kb.ModTimeNs = bi.ModTime().UnixNano()
+	known["b"] = kb
+	s := &Scanner{Root: root, Cache: openCache(t), RacyWindow: testWindow, Known: func(p string) (state.FileRecord, bool) {
+		r, ok := known[p]
+		return r, ok
+	}}
+	got, st := scanAll(t, s)
+	es := byPath(got)
+	if es["a"].Hash != ha || st.Hashed != 1 {
+		t.Fatalf("a known file was read (hashed %d) or took another hash: %x", st.Hashed, es["a"].Hash)
+	}
+	if es["b"].Hash == hb || es["b"].Hash != blake3.Sum256([]byte("BETA")) {
+		t.Fatalf("a file changed since its record kept the recorded hash: %x", es["b"].Hash)
 	}
 }

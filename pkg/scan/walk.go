@@ -301,6 +301,19 @@ func (w *walker) file(h *dirHandle, c child, e Entry, rec *state.FileRecord, fou
 		}
 		return nil
 	}
+	if w.s.Known != nil && c.st.ctimeNs != 0 {
+		if k, ok := w.s.Known(e.Path); ok && k.Size == c.st.size && k.ModTimeNs == c.st.mtimeNs &&
+			k.ChangeTimeNs == c.st.ctimeNs && k.Inode == c.st.ino {
+			e.Hash = k.Hash
+			e.Racy = racy(c.st.ctimeNs, c.st.mtimeNs, t0, w.window)
+			k.Mode, k.CheckedAt = uint32(c.st.mode), t0
+			j.entry, j.outcome, j.record = e, outEmit, &k
+			if !w.send(j) {
+				return w.ctx.Err()
+			}
+			return nil
+		}
+	}
 	j.entry, j.done, j.dir, j.name, j.before, j.t0 = e, make(chan struct{}), h, c.name, c.st, t0
 	h.acquire()
 	if !w.send(j) {
