@@ -230,6 +230,12 @@ func (f *fetcher) loadOnce(ctx context.Context, ol *objectLoad, r protocol.Ref, 
 		var into []byte
 		if kind == envelope.KindPack {
 			into = f.bufs.get()
+			if into == nil {
+				// Every pooled buffer takes a whole pack, so each is reused
+				// for the next pack whatever its size: sized to the first
+				// pack read, the pool dropped them one by one as garbage.
+				into = make([]byte, 0, min(max(limit, f.e.opts.ChunkPackSize), readHint)+bytes.MinRead)
+			}
 			ol.pooled = true
 		}
 		ol.data, ol.err = f.loadInto(ctx, r.Obj, kind, limit, into)
