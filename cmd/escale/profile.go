@@ -5,10 +5,13 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
-// startProfiles honours ESCALE_CPUPROFILE and ESCALE_MEMPROFILE (file
-// names), for benchmarks and performance work; it returns the function that
+// startProfiles honours ESCALE_CPUPROFILE, ESCALE_MEMPROFILE and
+// ESCALE_TRACE (file names; the last an execution trace, whose blocking
+// profiles `go tool trace -pprof=net|sync|syscall` shows where a transfer
+// waits), for benchmarks and performance work; it returns the function that
 // writes them out.
 func startProfiles() func() {
 	var stops []func()
@@ -18,6 +21,14 @@ func startProfiles() func() {
 			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
 		} else {
 			fmt.Fprintf(os.Stderr, "escale: cpu profile %s: %v\n", p, err)
+		}
+	}
+	if p := os.Getenv("ESCALE_TRACE"); p != "" {
+		f, err := os.Create(p)
+		if err == nil && trace.Start(f) == nil {
+			stops = append(stops, func() { trace.Stop(); f.Close() })
+		} else {
+			fmt.Fprintf(os.Stderr, "escale: execution trace %s: %v\n", p, err)
 		}
 	}
 	if p := os.Getenv("ESCALE_MEMPROFILE"); p != "" {
