@@ -36,12 +36,12 @@ func TestWebDAVPace(t *testing.T) {
 	os.Unsetenv("RCLONE_WEBDAV_PACER_MIN_SLEEP")
 	for spec, want := range map[string]string{
 		":webdav,url='http://h:1/a,b',user=u:relay": webdavMinSleep,
-		":webdav,pacer_min_sleep=20ms,url=x:relay":   "20ms",
-		"dav:relay":                                  webdavMinSleep,
-		"dav,user=me:sub/relay":                      webdavMinSleep,
-		"davslow:relay":                              "",
-		":sftp,host=h:relay":                         "",
-		"loc:relay":                                  "",
+		":webdav,pacer_min_sleep=20ms,url=x:relay":  "20ms",
+		"dav:relay":             webdavMinSleep,
+		"dav,user=me:sub/relay": webdavMinSleep,
+		"davslow:relay":         "",
+		":sftp,host=h:relay":    "",
+		"loc:relay":             "",
 	} {
 		got, _ := pace(t, spec)
 		if got != want {
