@@ -25,9 +25,14 @@ import (
 // deletion, so small folders can delete a few files.
 const massDeleteMin = 10
 
+// listDataAt is how many data objects a manifest must name before the pull
+// lists their client's data folder once rather than look each one up.
+const listDataAt = 4
+
 // pull applies what other clients published since this client last pulled.
 // It reports whether it changed anything locally.
 func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView, res *Result) (bool, error) {
+	defer e.relay.ForgetListed()
 	latest := map[string]uint64{}
 	for _, h := range heads {
 		if h.Manifest() && h.CID != e.cid && h.Seq > latest[h.CID] {
@@ -72,6 +77,7 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 	changed := false
 	for _, cid := range cids {
 		f := &fetcher{e: e, cid: cid, bufs: &bufPool{}}
+		listed := false
 		for seq := applied[cid] + 1; seq <= latest[cid]; seq++ {
 			m, err := e.readManifest(ctx, cid, seq)
 			if errors.Is(err, storage.ErrNotFound) {
@@ -98,6 +104,14 @@ func (e *Engine) pull(ctx context.Context, heads []protocol.Head, lv *localView,
 					break
 				}
 				return changed, err
+			}
+			if !listed && len(m.Objects) >= listDataAt {
+				// One listing instead of a lookup before each object read.
+				// Without it, each read looks its object up: nothing lost.
+				listed = true
+				if _, err := e.relay.KeepListed(ctx, protocol.DataDir(cid)); err != nil {
+					e.log.Debug("could not list the data of a client; reading its objects one by one", "client", cid, "err", err)
+				}
 			}
 			done, err := p.manifest(ctx, f, cid, m)
 			if p.touched {

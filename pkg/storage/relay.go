@@ -34,6 +34,11 @@ type Relay struct {
 	features Features
 	slowHash bool
 
+	// listed holds the objects of the folders KeepListed listed, by name:
+	// Open takes them without a lookup request.
+	listedMu sync.Mutex
+	listed   map[string]fs.Object
+
 	closeOnce sync.Once
 	closed    atomic.Bool
 }
@@ -237,6 +242,7 @@ func (r *Relay) put(ctx context.Context, op, name string, body io.Reader, size i
 		return Entry{}, &Error{Op: op, Name: name, Kind: KindFatal,
 			Err: fmt.Errorf("invalid upload: body %v, size %d (size is the length, or -1 when unknown)", body != nil, size)}
 	}
+	r.unlist(name)
 	rewind := rewinder(body)
 	c := call{op: op, name: name, timeout: r.cfg.dataTimeout, canRetry: func() bool { return rewind != nil }}
 	if ifAbsent {
@@ -337,9 +343,12 @@ func (r *Relay) Open(ctx context.Context, name string, offset, length int64) (io
 	rctx, cancel := context.WithTimeout(fs.CopyConfig(ctx, r.cfgCtx), r.cfg.dataTimeout)
 	var rc io.ReadCloser
 	err := r.do(rctx, call{op: op, name: name, timeout: r.cfg.dataTimeout}, func(actx context.Context) error {
-		obj, err := r.f.NewObject(actx, name)
-		if err != nil {
-			return objectError(err)
+		obj := r.listedObject(name)
+		if obj == nil {
+			var err error
+			if obj, err = r.f.NewObject(actx, name); err != nil {
+				return objectError(err)
+			}
 		}
 		opts, empty := rangeOptions(obj.Size(), offset, length)
 		if empty {
@@ -359,6 +368,71 @@ func (r *Relay) Open(ctx context.Context, name string, offset, length int64) (io
 		return nil, err
 	}
 	return &reader{rc: rc, ctx: rctx, cancel: cancel, relay: r, name: name}, nil
+}
+
+// KeepListed lists dir and keeps its objects until ForgetListed, so that
+// Open of one of them makes no lookup request first (a PROPFIND on WebDAV,
+// a HEAD on S3, a stat over SFTP): a pull that reads a hundred chunk packs
+// of one client lists their folder once instead. Only for objects that are
+// never rewritten in place (their size is taken from the listing); an
+// object written, moved or deleted through this relay is dropped from it.
+// It returns how many objects it keeps.
+func (r *Relay) KeepListed(ctx context.Context, dir string) (int, error) {
+	const op = "list"
+	if err := r.check(op, true, dir); err != nil {
+		return 0, err
+	}
+	var objs []fs.Object
+	err := r.do(ctx, call{op: op, name: dir, timeout: r.cfg.timeout}, func(actx context.Context) error {
+		entries, err := r.f.List(actx, dir)
+		if errors.Is(err, fs.ErrorDirNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		objs = objs[:0]
+		for _, e := range entries {
+			if o, ok := e.(fs.Object); ok {
+				objs = append(objs, o)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	r.listedMu.Lock()
+	defer r.listedMu.Unlock()
+	if r.listed == nil {
+		r.listed = make(map[string]fs.Object, len(objs))
+	}
+	for _, o := range objs {
+		r.listed[o.Remote()] = o
+	}
+	return len(objs), nil
+}
+
+// ForgetListed drops what KeepListed kept.
+func (r *Relay) ForgetListed() {
+	r.listedMu.Lock()
+	r.listed = nil
+	r.listedMu.Unlock()
+}
+
+func (r *Relay) listedObject(name string) fs.Object {
+	r.listedMu.Lock()
+	defer r.listedMu.Unlock()
+	return r.listed[name]
+}
+
+// unlist drops names from what KeepListed kept: they change here.
+func (r *Relay) unlist(names ...string) {
+	r.listedMu.Lock()
+	defer r.listedMu.Unlock()
+	for _, n := range names {
+		delete(r.listed, n)
+	}
 }
 
 // rangeOptions turns [offset, offset+length) into rclone's inclusive range,
@@ -571,6 +645,7 @@ func (r *Relay) Delete(ctx context.Context, name string) error {
 	if err := r.check(op, false, name); err != nil {
 		return err
 	}
+	r.unlist(name)
 	tried := false
 	return r.do(ctx, call{op: op, name: name, timeout: r.cfg.timeout}, func(actx context.Context) error {
 		obj, err := r.f.NewObject(actx, name)
@@ -594,6 +669,7 @@ func (r *Relay) Move(ctx context.Context, from, to string) error {
 		return err
 	}
 	label := from + " -> " + to
+	r.unlist(from, to)
 	if !r.features.ServerSideMove && !r.features.ServerSideCopy {
 		return &Error{Op: op, Name: label, Kind: KindUnsupported,
 			Err: fmt.Errorf("backend %s can neither rename nor copy on the server: download and upload instead", r.features.Type)}

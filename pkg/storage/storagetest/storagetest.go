@@ -84,6 +84,7 @@ func RunConformance(t *testing.T, spec string) {
 		{"ListMissing", testListMissing},
 		{"Walk", testWalk},
 		{"Delete", testDelete},
+		{"KeepListed", testKeepListed},
 		{"Overwrite", testOverwrite},
 		{"PutIfAbsent", testPutIfAbsent},
 		{"Move", testMove},
@@ -405,6 +406,38 @@ func testDelete(e *env) {
 	e.wantKind(e.relay.Delete(e.ctx, name), storage.KindNotFound, "delete of a missing object")
 	_, err = e.relay.Open(e.ctx, name, 0, -1)
 	e.wantKind(err, storage.KindNotFound, "open of a missing object")
+}
+
+// testKeepListed: objects opened after KeepListed of their folder read as
+// before, ranges included; one deleted, written anew or overwritten through
+// the relay since reads as it is now.
+func testKeepListed(e *env) {
+	defer e.relay.ForgetListed()
+	a, b := data("a", 3000), data("b", 700)
+	e.put(e.name("a"), a)
+	e.put(e.name("b"), b)
+	e.put(e.name("sub/c"), data("c", 10))
+	n, err := e.relay.KeepListed(e.ctx, e.dir)
+	if err != nil || n != 2 {
+		e.t.Fatalf("KeepListed: %d objects, %v; want the 2 of the folder", n, err)
+	}
+	e.wantSame(e.read(e.name("a"), 0, -1), a, "listed object")
+	e.wantSame(e.read(e.name("a"), 100, 50), a[100:150], "range of a listed object")
+	e.wantSame(e.read(e.name("b"), 0, -1), b, "listed object")
+	if err := e.relay.Delete(e.ctx, e.name("b")); err != nil {
+		e.t.Fatalf("delete: %v", err)
+	}
+	_, err = e.relay.Open(e.ctx, e.name("b"), 0, -1)
+	e.wantKind(err, storage.KindNotFound, "open of a listed object deleted since")
+	d := data("d", 100)
+	e.put(e.name("d"), d)
+	e.wantSame(e.read(e.name("d"), 0, -1), d, "object written after the listing")
+	a2 := data("a2", 5000)
+	e.put(e.name("a"), a2)
+	e.wantSame(e.read(e.name("a"), 0, -1), a2, "listed object overwritten since")
+	if n, err := e.relay.KeepListed(e.ctx, e.name("missing")); err != nil || n != 0 {
+		e.t.Fatalf("KeepListed of a missing folder: %d, %v", n, err)
+	}
 }
 
 func testOverwrite(e *env) {
