@@ -66,10 +66,10 @@ func parseSpec(spec string) (relaySpec, error) {
 // webdavMinSleep is the least time escale lets rclone's WebDAV backend
 // leave between two requests when the remote does not set pacer_min_sleep.
 // rclone's 10 ms default caps a remote at 100 requests a second, and a
-// relay spends about five on each 8 MiB chunk pack (MKCOL, PUT and PROPFIND
-// up; PROPFIND and GET down): that cap, not the server, made a gigabyte
-// over loopback WebDAV take 9 s instead of 6 (docs/BENCHMARKS.md). The
-// pacer still backs off from there when a server answers 429 or 503.
+// relay spends four on each 8 MiB chunk pack (MKCOL, PUT and PROPFIND up, a
+// GET down): that cap, not the server, made a gigabyte over loopback WebDAV
+// take 9 s instead of 6 (docs/BENCHMARKS.md). The pacer still backs off
+// from there when a server answers 429 or 503.
 const webdavMinSleep = "2ms"
 
 // withWebDAVPace adds pacer_min_sleep = webdavMinSleep to the connection
