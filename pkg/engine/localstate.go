@@ -162,15 +162,7 @@ func (e *Engine) noteChunk(id string, size int64) error {
 
 // chunkUploaded is the stored size of a completed chunk upload, 0 if none.
 func (e *Engine) chunkUploaded(id string) (int64, error) {
-	var n uint64
-	err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketChunk)
-		if err != nil {
-			return err
-		}
-		n = getU64(b, id)
-		return nil
-	})
+	n, err := e.u64(bucketChunk, id)
 	return int64(n), err
 }
 
@@ -488,10 +480,13 @@ func skipNumber(v []byte, i int) (int, bool) {
 }
 
 // metaU64 reads one counter of the meta bucket (seq, clock, ...).
-func (e *Engine) metaU64(key string) (uint64, error) {
+func (e *Engine) metaU64(key string) (uint64, error) { return e.u64(bucketMeta, key) }
+
+// u64 reads one counter of a bucket, 0 if absent.
+func (e *Engine) u64(bucket, key string) (uint64, error) {
 	var n uint64
 	err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketMeta)
+		b, err := tx.Bucket(bucket)
 		if err != nil {
 			return err
 		}

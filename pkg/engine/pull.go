@@ -759,7 +759,7 @@ func (p *puller) apply(ctx context.Context, f *fetcher, c *protocol.Change, ns *
 		e.unstage(ns.Chunks)
 		p.res.Pulled++
 		p.touched = true
-		p.observe(c.Path, c.Hash)
+		p.observed(c.Path, c.Hash, "", fi, nil) // a regular file: no link to read
 		e.noteWritten(c.Path, c.Hash, fi)
 	}
 	return e.saveState(c.Path, ns)

@@ -19,8 +19,6 @@ func sysStat(fi os.FileInfo, st *fileStat) {
 		st.dev = uint64(s.Dev)
 		st.ctimeNs = s.Ctim.Nano()
 	case *unix.Stat_t: // pkg/localfs's stats
-		st.ino = uint64(s.Ino)
-		st.dev = uint64(s.Dev)
-		st.ctimeNs = s.Ctim.Nano()
+		xunixStat(s, st)
 	}
 }

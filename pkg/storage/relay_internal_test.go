@@ -1,10 +1,15 @@
 package storage
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/rclone/rclone/fs"
 	"github.com/rclone/rclone/fs/fspath"
 )
 
@@ -57,5 +62,67 @@ func TestWebDAVPace(t *testing.T) {
 	t.Setenv("RCLONE_WEBDAV_PACER_MIN_SLEEP", "5ms")
 	if got, ok := pace(t, "dav:relay"); ok {
 		t.Errorf("with RCLONE_WEBDAV_PACER_MIN_SLEEP set, escale still set %q", got)
+	}
+}
+
+// lookupCounter counts the lookups (NewObject) a backend is asked for.
+type lookupCounter struct {
+	fs.Fs
+	n atomic.Int32
+}
+
+func (c *lookupCounter) NewObject(ctx context.Context, remote string) (fs.Object, error) {
+	c.n.Add(1)
+	return c.Fs.NewObject(ctx, remote)
+}
+
+// Objects of a folder KeepListed listed open without a lookup; others, and
+// one written since, are looked up.
+func TestKeepListedSkipsLookups(t *testing.T) {
+	ctx := context.Background()
+	r, err := Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, n := range []string{"d/a", "d/b", "e/c"} {
+		if _, err := r.Put(ctx, n, strings.NewReader(n), int64(len(n))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lc := &lookupCounter{Fs: r.f}
+	r.f = lc
+	if n, err := r.KeepListed(ctx, "d"); err != nil || n != 2 {
+		t.Fatalf("KeepListed: %d, %v", n, err)
+	}
+	read := func(name string) {
+		t.Helper()
+		rc, err := r.Open(ctx, name, 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || string(b) != name {
+			t.Fatalf("%s read %q, %v", name, b, err)
+		}
+	}
+	read("d/a")
+	read("d/b")
+	if got := lc.n.Load(); got != 0 {
+		t.Fatalf("%d lookups for listed objects", got)
+	}
+	read("e/c")
+	if _, err := r.Put(ctx, "d/a", strings.NewReader("d/a"), 3); err != nil {
+		t.Fatal(err)
+	}
+	read("d/a")
+	if got := lc.n.Load(); got != 2 {
+		t.Fatalf("%d lookups, want 2 (an unlisted object, one rewritten since)", got)
+	}
+	r.ForgetListed()
+	read("d/b")
+	if got := lc.n.Load(); got != 3 {
+		t.Fatalf("%d lookups after ForgetListed, want 3", got)
 	}
 }
