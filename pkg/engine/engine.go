@@ -129,11 +129,23 @@ type Engine struct {
 	// written holds the files this round's pull put in place, for the
 	// rescan after it (scan.Scanner.Known).
 	written map[string]state.FileRecord
+	// racyWindow is the scans' (0: scan.DefaultRacyWindow); tests shorten it.
+	racyWindow time.Duration
+	// testHook, set by tests only, runs at named points of a round
+	// ("push" before the push; "read" once a big file is read, before its
+	// final check) to change the folder there.
+	testHook func(point, path string)
 	// res is the result of the round in progress, for problem().
 	res *Result
 	// staged file states and wants, committed together by flushState.
 	staged      map[string]*fileState
 	stagedWants map[string]*wantItem
+}
+
+func (e *Engine) hook(point, path string) {
+	if e.testHook != nil {
+		e.testHook(point, path)
+	}
 }
 
 // Result is what one round did.
@@ -359,6 +371,7 @@ func (e *Engine) Round(ctx context.Context) (*Result, error) {
 		}
 	}
 	if e.opts.Mode.pushes() {
+		e.hook("push", "")
 		if err := e.push(ctx, local, res); err != nil {
 			e.cleaned = false // its uploads may be orphans now
 			return res, err

@@ -112,7 +112,7 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 	if fi, err := os.Stat(e.opts.Path); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("the folder %s is missing or not a folder (an unmounted disk?); nothing was synced", e.opts.Path)
 	}
-	s := &scan.Scanner{Root: e.opts.Path, Filter: e.opts.Filter, Cache: e.db.HashCache()}
+	s := e.scanner()
 	if written := e.written; len(written) > 0 {
 		// The pull's files are taken as written while unchanged; only this
 		// scan, right after the pull, uses them.
@@ -154,6 +154,24 @@ func (e *Engine) scanLocal(ctx context.Context) (*localView, error) {
 		e.log.Warn("cannot read a local path; it is left out of this round", "path", pe.Path, "err", pe.Err)
 	}
 	return lv, nil
+}
+
+func (e *Engine) scanner() *scan.Scanner {
+	return &scan.Scanner{Root: e.opts.Path, Filter: e.opts.Filter, Cache: e.db.HashCache(), RacyWindow: e.racyWindow}
+}
+
+// vouches reports whether the last scan's record of path vouches for hash
+// (hex) while f, open at that path, is as it is now (scan.Scanner.Vouches).
+func (e *Engine) vouches(path string, f *os.File, hash string) bool {
+	b, err := hex.DecodeString(hash)
+	if err != nil || len(b) != 32 {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	return e.scanner().Vouches(path, fi, [32]byte(b))
 }
 
 func isConflictCopy(path string) bool { return localfs.IsConflictName(path) }

@@ -244,6 +244,29 @@ func (s *Scanner) Scan(ctx context.Context, emit func(Entry) error) (Stats, erro
 	return st, nil
 }
 
+// Vouches reports whether the cache's record of path vouches for hash while
+// the file's stat is fi, by the rule a scan uses to take a record without
+// reading the file: the record has that hash, its size, mtime, change time
+// and inode equal fi's, and it was not racy when taken. A caller that reads
+// the file for another purpose (the push, to chunk it) can then skip hashing
+// it once more to see it unchanged since the scan, provided it checks the
+// same way that nothing moved while it read. Platforms without an inode
+// change time never vouch.
+func (s *Scanner) Vouches(path string, fi os.FileInfo, hash [32]byte) bool {
+	if s.Cache == nil || fi == nil {
+		return false
+	}
+	st := statOf(fi)
+	if st.ctimeNs == 0 || !st.mode.IsRegular() {
+		return false
+	}
+	r, ok, err := s.Cache.Get(path)
+	if err != nil || !ok || r.Hash != hash {
+		return false
+	}
+	return trusted(&r, st, s.racyWindow().Nanoseconds())
+}
+
 func (s *Scanner) racyWindow() time.Duration {
 	if s.RacyWindow > 0 {
 		return s.RacyWindow

@@ -516,3 +516,53 @@ func TestMissingRootIsAnError(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestVouches(t *testing.T) {
+	root := tree(t, map[string]string{"f": "AAAA", "g": "racy"})
+	p := filepath.Join(root, "f")
+	settle()
+	s := &Scanner{Root: root, Cache: openCache(t), RacyWindow: testWindow}
+	scanAll(t, s)
+	stat := func(name string) os.FileInfo {
+		t.Helper()
+		fi, err := os.Lstat(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	a := blake3.Sum256([]byte("AAAA"))
+	if !s.Vouches("f", stat("f"), a) {
+		t.Fatal("a settled, unchanged file is not vouched for")
+	}
+	if s.Vouches("f", stat("f"), blake3.Sum256([]byte("BBBB"))) {
+		t.Fatal("vouched for another hash")
+	}
+	if s.Vouches("missing", stat("f"), a) {
+		t.Fatal("vouched for a path without a record")
+	}
+	// An edit that keeps size and mtime still moves the change time.
+	before := stat("f")
+	if err := os.WriteFile(p, []byte("BBBB"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if s.Vouches("f", stat("f"), a) {
+		t.Fatal("vouched for a file edited since the scan")
+	}
+	// A record taken within the racy window of the change vouches for nothing.
+	if err := os.WriteFile(filepath.Join(root, "g"), []byte("RACY"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.RacyWindow = time.Hour
+	scanAll(t, s)
+	if s.Vouches("g", stat("g"), blake3.Sum256([]byte("RACY"))) {
+		t.Fatal("vouched from a racy record")
+	}
+	s.RacyWindow = testWindow
+	if (&Scanner{}).Vouches("f", stat("f"), a) {
+		t.Fatal("vouched without a cache")
+	}
+}

@@ -150,6 +150,8 @@ func bench(ctx context.Context, o options, w io.Writer) (tables []*table, err er
 		if !o.keep {
 			defer os.RemoveAll(o.work)
 		}
+	} else if err := os.MkdirAll(o.work, 0o755); err != nil {
+		return nil, err
 	}
 	if o.profile != "" {
 		if o.profile, err = filepath.Abs(o.profile); err != nil {
