@@ -129,6 +129,8 @@ type Engine struct {
 	// written holds the files this round's pull put in place, for the
 	// rescan after it (scan.Scanner.Known).
 	written map[string]state.FileRecord
+	// stagingEmpty: no chunk of a part is staged (parts.go).
+	stagingEmpty bool
 	// racyWindow is the scans' (0: scan.DefaultRacyWindow); tests shorten it.
 	racyWindow time.Duration
 	// testHook, set by tests only, runs at named points of a round

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -43,6 +45,7 @@ func (p *puller) stage(ctx context.Context, f *fetcher, c *protocol.Change) erro
 	if err := os.MkdirAll(e.stagingDir(), 0o700); err != nil {
 		return fmt.Errorf("staging folder: %w", err)
 	}
+	e.stagingEmpty = false
 	for _, r := range c.Data {
 		dst := filepath.Join(e.stagingDir(), r.Hash)
 		if _, err := os.Stat(dst); err == nil {
@@ -73,7 +76,7 @@ func (p *puller) stage(ctx context.Context, f *fetcher, c *protocol.Change) erro
 
 // stagedChunk returns a staged chunk, verified, or nil.
 func (e *Engine) stagedChunk(hash string) []byte {
-	if len(hash) != 64 {
+	if len(hash) != 64 || e.stagingEmpty {
 		return nil
 	}
 	data, err := os.ReadFile(filepath.Join(e.stagingDir(), hash))
@@ -88,17 +91,34 @@ func (e *Engine) stagedChunk(hash string) []byte {
 
 // unstage drops the staged chunks a written file used, and stale ones.
 func (e *Engine) unstage(refs []protocol.Ref) {
+	if e.stagingEmpty {
+		return
+	}
 	for _, r := range refs {
 		if len(r.Hash) == 64 {
 			_ = os.Remove(filepath.Join(e.stagingDir(), r.Hash))
 		}
 	}
+	e.stagingEmpty = stagingIsEmpty(e.stagingDir())
+}
+
+// stagingIsEmpty: no chunk is staged, so a pull need not look for each of
+// its chunks there (a lookup and two removals per chunk otherwise).
+func stagingIsEmpty(dir string) bool {
+	d, err := os.Open(dir)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	defer d.Close()
+	_, err = d.Readdirnames(1)
+	return err == io.EOF
 }
 
 // cleanStaging removes chunks staged long ago for a file that never came.
 func (e *Engine) cleanStaging() {
 	entries, err := os.ReadDir(e.stagingDir())
 	if err != nil {
+		e.stagingEmpty = errors.Is(err, fs.ErrNotExist)
 		return
 	}
 	for _, en := range entries {
@@ -106,6 +126,7 @@ func (e *Engine) cleanStaging() {
 			_ = os.Remove(filepath.Join(e.stagingDir(), en.Name()))
 		}
 	}
+	e.stagingEmpty = stagingIsEmpty(e.stagingDir())
 }
 
 // deliveredChunks lists the chunks of path's content hash already sent as
