@@ -500,7 +500,7 @@ func pendingKey(cid string) string { return "pending/" + cid }
 
 // republish sends again the items addressed to this client, and returns
 // those it cannot send yet but will be able to: content it waits for
-// itself, or a file changing while read.
+// itself, a file changing while read, or content the relay has no room for.
 func (e *Engine) republish(ctx context.Context, asker string, items []protocol.WantItem, lv *localView, res *Result) (left []protocol.WantItem, err error) {
 	p := &pusher{e: e, res: res, states: map[string]*fileState{}, pack: newPackBuilder(e.packSize()), republishing: true}
 	if e.opts.Quota > 0 {
@@ -510,6 +510,7 @@ func (e *Engine) republish(ctx context.Context, asker string, items []protocol.W
 		}
 		p.usage = u
 	}
+	var added []protocol.WantItem // handed to p, sent only if it fits
 	for _, it := range items {
 		if it.Holder != e.cid {
 			continue
@@ -548,9 +549,24 @@ func (e *Engine) republish(ctx context.Context, asker string, items []protocol.W
 		if err != nil {
 			return nil, err
 		}
+		added = append(added, it)
 	}
 	if err := p.flushPack(ctx); err != nil {
 		return nil, err
+	}
+	// Not all that was added is sent: a pack or chunk pack over the quota
+	// is dropped without an error (flushPack, addBig; p.full says so). A
+	// push finds such files again among its local changes, but a request
+	// is read once and marked seen: what the manifest does not carry stays
+	// pending for a round with room, or the asker waits for ever.
+	sent := make(map[string]bool, len(p.changes))
+	for _, c := range p.changes {
+		sent[c.Path] = true
+	}
+	for _, it := range added {
+		if !sent[it.Path] {
+			left = append(left, it)
+		}
 	}
 	if len(p.changes) == 0 {
 		return left, nil

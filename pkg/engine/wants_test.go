@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -176,5 +177,56 @@ func TestWantTurnsToAnotherHolder(t *testing.T) {
 	}
 	if got, _ := s.c.read("alpha/two.txt"); !strings.Contains(got, "alpha's second file") {
 		t.Fatalf("gamma's alpha/two.txt: %q", got)
+	}
+}
+
+// TestWantServedOnceTheQuotaAllows: a request for content that does not
+// fit the relay's quota when its holder reads it waits for space, as a push
+// does. The scene of the TestRelayQuota flake: alpha pushes before anyone
+// else registered (Need 1), beta pulls and acknowledges, alpha collects,
+// and gamma, joining later, catches up from alpha's index and asks for the
+// collected files while alpha's next push fills the relay. Before, the
+// pusher dropped the pack that did not fit without an error, the request
+// was marked served, and gamma waited for ever.
+func TestWantServedOnceTheQuotaAllows(t *testing.T) {
+	const quota, size = 1_000_000, 350_000 // one file a pack; two fit the quota, three do not
+	w := newWorld(t)
+	withQuota := func(o *Options) { o.Quota = quota }
+	a := w.client("alpha", withQuota)
+	want := map[string]string{}
+	for i := range 6 {
+		p := fmt.Sprintf("bulk/%d.bin", i)
+		want[p] = string(randomBytes(t, size))
+		a.write(p, want[p], fixedTime())
+	}
+	a.round() // bulk/0 and bulk/1 fit; nobody else registered: Need 1
+	if m := a.manifest(1); m.Need != 1 || len(m.Changes) != 2 || m.Changes[0].Path != "bulk/0.bin" || m.Changes[1].Path != "bulk/1.bin" {
+		t.Fatalf("alpha's first update: need %d, changes %v; want need 1, bulk/0.bin and bulk/1.bin", m.Need, m.Changes)
+	}
+	b := w.client("beta", withQuota)
+	b.round() // pulls and acknowledges them
+	if res := a.round(); res.Collected == 0 {
+		t.Fatalf("alpha collected nothing once beta acknowledged its first update: %+v", res)
+	}
+	g := w.client("gamma", withQuota)
+	g.round() // catches up from alpha's index, finds no content, asks alpha
+	if n, err := g.e.wantCount(); err != nil || n != 2 {
+		t.Fatalf("gamma asks for %d files (%v); want bulk/0.bin and bulk/1.bin", n, err)
+	}
+	// alpha's push fills the relay first; the request must wait, not vanish.
+	a.round()
+	for sweep := 0; sweep < 20; sweep++ {
+		a.round()
+		b.round()
+		g.round()
+	}
+	for p, body := range want {
+		if got, ok := g.read(p); !ok || got != body {
+			t.Errorf("gamma's %s: present %v, right content %v", p, ok, got == body)
+		}
+	}
+	if t.Failed() {
+		n, _ := g.e.wantCount()
+		t.Fatalf("alpha never sent what gamma asked for (gamma still asks for %d files): a request read while the relay was full must stay pending", n)
 	}
 }
