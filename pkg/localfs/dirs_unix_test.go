@@ -217,3 +217,38 @@ func TestDirHandlesClosed(t *testing.T) {
 		t.Fatal("WriteAtomic after Close succeeded")
 	}
 }
+
+// The rename that puts a new file in place never replaces one created since the last check.
+func TestRenameNoReplace(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"tmp": "incoming", "user.txt": "user's"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	err = renameNoReplace(fd, "tmp", "user.txt")
+	if errors.Is(err, errNoReplace) {
+		t.Skipf("this file system cannot rename without replacing: %v", err)
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("rename onto an existing file: %v, want EEXIST", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "user.txt")); string(b) != "user's" {
+		t.Fatalf("the existing file was replaced: %q", b)
+	}
+	if err := renameNoReplace(fd, "tmp", "new.txt"); err != nil {
+		t.Fatalf("rename to a free name: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "new.txt")); string(b) != "incoming" {
+		t.Fatalf("new.txt holds %q", b)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "tmp")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the temp is still there: %v", err)
+	}
+}

@@ -19,3 +19,17 @@ func fsyncFD(fd int) error {
 	})
 	return err
 }
+
+// renameNoReplace renames from to to in the directory dirfd unless to exists (EEXIST then):
+// the check and the rename are one step, so a file created meanwhile is never replaced.
+// errNoReplace says the file system cannot do it.
+func renameNoReplace(dirfd int, from, to string) error {
+	_, err := retryEINTR(func() (struct{}, error) {
+		return struct{}{}, unix.RenameatxNp(dirfd, from, dirfd, to, unix.RENAME_EXCL)
+	})
+	switch err {
+	case unix.EINVAL, unix.ENOTSUP, unix.ENOSYS:
+		return errNoReplace
+	}
+	return err
+}

@@ -20,8 +20,9 @@ import (
 // writeAtomicAt is WriteAtomic through a handle on the target's directory (dirs_unix.go says
 // why that is safe). A new file costs: openat of the temp (O_CREAT|O_EXCL), the writes, fchmod,
 // utimensat, close (with an fsync before it in PerFile mode), fstatat of the temp (the mtime
-// check some network filesystems need, and the FileInfo returned), fstatat of the target (the
-// Expect check), renameat.
+// check some network filesystems need, and the FileInfo returned), and a rename that refuses
+// to replace anything (commitAt; where the file system cannot, fstatat of the target for the
+// Expect check, then renameat).
 func (f *Folder) writeAtomicAt(name string, r io.Reader, meta FileMeta, expect *Expect) (fs.FileInfo, error) {
 	if err := ValidName(name, runtime.GOOS); err != nil {
 		return nil, err
@@ -72,19 +73,8 @@ func (f *Folder) writeAtomicAt(name string, r io.Reader, meta FileMeta, expect *
 	if err != nil {
 		return nil, err
 	}
-	cur, err := f.checkAt(d, base, name, abs, expect)
-	if err != nil {
+	if err := f.commitAt(d, tmp, base, name, abs, expect); err != nil {
 		return nil, err
-	}
-	if cur != nil {
-		if err := f.keepInTrashAt(d, base, abs, name, cur); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := retryEINTR(func() (struct{}, error) {
-		return struct{}{}, unix.Renameat(d.fd, tmp, d.fd, base)
-	}); err != nil {
-		return nil, f.ioErr("replace", name, err)
 	}
 	committed = true
 	info.name = base
@@ -103,6 +93,45 @@ func (f *Folder) writeAtomicAt(name string, r io.Reader, meta FileMeta, expect *
 		return nil, err
 	}
 	return info, nil
+}
+
+// errNoReplace: the file system cannot rename without replacing (renameNoReplace).
+var errNoReplace = errors.New("rename without replacing is not supported here")
+
+// commitAt renames the temp tmp to base in d once base is still what expect says. A file
+// expected absent is put in place by a rename that refuses to replace anything, so one created
+// meanwhile is kept (and the write reports ErrChanged); otherwise what is there is checked,
+// kept in the trash, and replaced.
+func (f *Folder) commitAt(d *dirHandle, tmp, base, name, abs string, expect *Expect) error {
+	if expect != nil && !expect.Exists {
+		err := renameNoReplace(d.fd, tmp, base)
+		switch {
+		case err == nil:
+			return nil
+		case err == unix.EEXIST:
+			if _, err := f.checkAt(d, base, name, abs, expect); err != nil {
+				return err // ErrChanged, or the directory's own message
+			}
+			return f.changed(name) // gone again already: judged next round
+		case err != errNoReplace:
+			return f.ioErr("replace", name, err)
+		}
+	}
+	cur, err := f.checkAt(d, base, name, abs, expect)
+	if err != nil {
+		return err
+	}
+	if cur != nil {
+		if err := f.keepInTrashAt(d, base, abs, name, cur); err != nil {
+			return err
+		}
+	}
+	if _, err := retryEINTR(func() (struct{}, error) {
+		return struct{}{}, unix.Renameat(d.fd, tmp, d.fd, base)
+	}); err != nil {
+		return f.ioErr("replace", name, err)
+	}
+	return nil
 }
 
 // acquireDir is dirCache.acquire with the errors worded for the user.
