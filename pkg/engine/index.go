@@ -376,7 +376,80 @@ func (e *Engine) want(p string, c *protocol.Change, holder string) error {
 	return nil
 }
 
-// publishWants writes the republish request when it changed.
+// wantsFrom lists what this client asks holder to republish: path → hash.
+func (e *Engine) wantsFrom(holder string) (map[string]string, error) {
+	out := map[string]string{}
+	err := e.db.View(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketWants)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(nil, func(k, v []byte) error {
+			var it wantItem
+			if err := json.Unmarshal(v, &it); err != nil {
+				return err
+			}
+			if it.Holder == holder {
+				out[string(k)] = it.Hash
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the requests to client %s: %w", holder, err)
+	}
+	return out, nil
+}
+
+// askAgain makes the next publishWants write the request again, unchanged,
+// under a new generation, when this client, having caught up from holder's
+// index, still asks holder for content it asked for before the catch-up
+// (before: wantsFrom(holder) then). The catch-up skips, and acknowledges,
+// every manifest the index covers, and holder's answer may be among them
+// (addressed to this client alone, so it was still on the relay): holder
+// read the request once and marked it seen, and would never read the same
+// request again. The new generation makes it read the request and send the
+// content once more; the skipped answer goes with the acknowledgement
+// (holder collects it), so the relay does not keep the content twice for
+// long. It costs one request write per such catch-up, and a catch-up needs
+// a manifest of holder collected before this client read it: no loop.
+func (e *Engine) askAgain(holder string, before map[string]string) error {
+	if len(before) == 0 {
+		return nil
+	}
+	again := false
+	err := e.db.Update(func(tx *state.Tx) error {
+		bs, err := buckets(tx, bucketWants, bucketMeta)
+		if err != nil {
+			return err
+		}
+		for p, hash := range before {
+			var it wantItem
+			ok, err := getJSON(bs[0], []byte(p), &it)
+			if err != nil {
+				return err
+			}
+			if ok && it.Holder == holder && it.Hash == hash {
+				again = true
+				break
+			}
+		}
+		if !again {
+			return nil
+		}
+		return bs[1].Delete([]byte("wantsum")) // publishWants compares with it
+	})
+	if err != nil {
+		return fmt.Errorf("ask client %s again: %w", holder, err)
+	}
+	if again {
+		e.log.Info("content asked for before is still missing after catching up from its holder's index; asking again", "holder", holder)
+	}
+	return nil
+}
+
+// publishWants writes the republish request when it changed, or when
+// askAgain asks for it.
 func (e *Engine) publishWants(ctx context.Context) error {
 	w := protocol.Wants{V: protocol.Version, Client: e.opts.Client, Items: []protocol.WantItem{}}
 	var published string

@@ -186,6 +186,12 @@ func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64
 		return 0, false, err
 	}
 	p.e.log.Info("catching up from another client's index", "client", cid, "entries", len(entries), "from", seq, "to", root.Seq)
+	// What this client asked cid for before: cid may have sent it again in
+	// a manifest the index covers, which this catch-up skips (see askAgain).
+	asked, err := p.e.wantsFrom(cid)
+	if err != nil {
+		return 0, false, err
+	}
 	p.holder = cid
 	defer func() { p.holder = "" }()
 	for i := range entries {
@@ -196,6 +202,13 @@ func (p *puller) catchUp(ctx context.Context, f *fetcher, cid string, seq uint64
 			}
 			return 0, false, err
 		}
+	}
+	// Committed first: askAgain reads what this client still asks for.
+	if err := p.e.flushState(); err != nil {
+		return 0, false, err
+	}
+	if err := p.e.askAgain(cid, asked); err != nil {
+		return 0, false, err
 	}
 	p.acked = true
 	return root.Seq, true, nil

@@ -230,3 +230,53 @@ func TestWantServedOnceTheQuotaAllows(t *testing.T) {
 		t.Fatalf("alpha never sent what gamma asked for (gamma still asks for %d files): a request read while the relay was full must stay pending", n)
 	}
 }
+
+// TestWantServedInAnUpdateTheCatchUpSkips: a holder answers two askers'
+// requests with two republishes in turn; the first asker acknowledges its
+// own, the holder collects it, and the second asker finds that update
+// missing and catches up from the holder's index, whose root covers its own
+// republish too. The catch-up skips that update (and acknowledges it), so
+// its content must be asked for again: the holder reads a request once,
+// and before an unchanged request was never read again, so the second
+// asker waited for the want's hand-off to another client (10 minutes; the
+// model test's clients never settled, TestModelRandomEdits).
+func TestWantServedInAnUpdateTheCatchUpSkips(t *testing.T) {
+	s := newScene(t, false)
+	tp := s.w.tamper()
+	for _, name := range s.packs {
+		tp.remove(name) // collected, as far as beta and gamma can tell
+	}
+	s.b.refused(false, "alpha/one.txt", "sent again")
+	s.c.refused(false, "alpha/one.txt", "sent again")
+	s.a.ok() // reads both requests: one republish for each asker
+	askers := map[string]*client{s.b.e.CID(): s.b, s.c.e.CID(): s.c}
+	var order []*client
+	for seq := uint64(2); seq <= 3; seq++ {
+		m := s.a.manifest(seq)
+		if len(m.Pullers) != 1 || askers[m.Pullers[0]] == nil {
+			t.Fatalf("alpha's update %d is for %v; want a republish for beta or gamma", seq, m.Pullers)
+		}
+		order = append(order, askers[m.Pullers[0]])
+	}
+	first, second := order[0], order[1]
+	first.ok() // gets its republish, acknowledges it (and the next one)
+	if res := s.a.ok(); res.Collected == 0 {
+		t.Fatalf("alpha collected nothing once %s acknowledged its republish: %+v", first.name, res)
+	}
+	second.ok() // update 2 is gone: catches up from alpha's index, which covers update 3
+	if got := second.acked(s.a); got != 3 {
+		t.Fatalf("scene: %s acknowledged alpha's update %d after catching up; want 3 (its own republish skipped)", second.name, got)
+	}
+	for range 4 {
+		s.a.ok()
+		s.b.ok()
+		s.c.ok()
+	}
+	for _, c := range []*client{s.b, s.c} {
+		if got, ok := c.read("alpha/one.txt"); !ok || got != "alpha's first file\n" {
+			n, _ := c.e.wantCount()
+			t.Fatalf("bug (regression): %s never got alpha/one.txt (%q, %v; it still asks for %d files): its republish was in an update its catch-up skipped, and its unchanged request was never read again", c.name, got, ok, n)
+		}
+	}
+	converge(t, s.a, s.b, s.c)
+}
