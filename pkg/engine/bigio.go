@@ -25,10 +25,14 @@ const (
 	chunkPackSize = 8 << 20
 	uploadAhead   = 2
 	// readAhead bounds the objects a pull reads ahead, readAheadBytes the
-	// chunks ahead: four one-chunk objects (version 1), or the next pack
-	// while one is consumed (RSS: each pack held is 10 MiB).
+	// chunks ahead: four one-chunk objects (version 1), or a pack and a half
+	// while one is consumed, so the next pack is already on its way when
+	// one ends (RSS: each pack held is about 10 MiB). Measured on 4 × 256
+	// MiB: one pack ahead pulled in 8.5–8.7 s over SFTP, 2.6 s over WebDAV;
+	// a pack and a half 5.8–6.0 s and 2.2 s for 15 MB more; two packs 5.6–5.9
+	// and 2.0 s, for 30–50 MB more.
 	readAhead      = 4
-	readAheadBytes = chunkPackSize
+	readAheadBytes = chunkPackSize + chunkPackSize/2
 )
 
 // chunkPack is the chunk pack being filled: the plaintext of its chunks one
