@@ -275,7 +275,7 @@ func TestWantServedInAnUpdateTheCatchUpSkips(t *testing.T) {
 	for _, c := range []*client{s.b, s.c} {
 		if got, ok := c.read("alpha/one.txt"); !ok || got != "alpha's first file\n" {
 			n, _ := c.e.wantCount()
-			t.Fatalf("bug (regression): %s never got alpha/one.txt (%q, %v; it still asks for %d files): its republish was in an update its catch-up skipped, and its unchanged request was never read again", c.name, got, ok, n)
+			t.Fatalf("%s never got alpha/one.txt (%q, %v; it still asks for %d files): its republish was in an update its catch-up skipped, and its request must be read again", c.name, got, ok, n)
 		}
 	}
 	converge(t, s.a, s.b, s.c)
