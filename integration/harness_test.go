@@ -624,10 +624,27 @@ func (w *world) check(shared []*client) verdict {
 	w.t.Helper()
 	var v verdict
 	// 1. identical trees.
+	diverged := false
 	for i := 1; i < len(shared); i++ {
 		if d := diffTrees(tree(shared[0].folder), tree(shared[i].folder)); d != "" {
 			w.t.Errorf("%s and %s differ at rest:\n%s", shared[0].name, shared[i].name, d)
+			diverged = true
 		}
+	}
+	if diverged {
+		// What each client believes: its updates, acknowledgements and
+		// waits; what it put in its trash; the relay's logs, indexes and heads.
+		for _, c := range w.clients {
+			b, _ := json.Marshal(c.status())
+			w.t.Logf("%s status: %s", c.name, b)
+			var trashed []string
+			for p := range tree(c.trashDir()) {
+				trashed = append(trashed, p)
+			}
+			sort.Strings(trashed)
+			w.t.Logf("%s trash: %v", c.name, trashed)
+		}
+		w.t.Logf("relay:\n%s", strings.Join(w.relayFiles(), "\n"))
 	}
 	// 2. every version is a current file, a conflict copy or in a trash.
 	have := map[string]string{}
