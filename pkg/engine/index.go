@@ -476,10 +476,16 @@ func (e *Engine) publishWants(ctx context.Context) error {
 	if string(sum) == published || (published == "" && len(w.Items) == 0) {
 		return nil
 	}
+	// Spent before the writes, as for the acks (writeAcks): a holder that
+	// read a request whose write seemed to fail here reads it again only
+	// under a newer generation.
+	gen++
+	if err := e.spendGen("wantgen", gen); err != nil {
+		return err
+	}
 	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.WantsName(e.cid), &w); err != nil {
 		return fmt.Errorf("write republish request: %w", err)
 	}
-	gen++
 	if err := e.repo.PutHead(ctx, protocol.Head{CID: e.cid, Seq: gen, Want: true}); err != nil {
 		return err
 	}
@@ -491,10 +497,7 @@ func (e *Engine) publishWants(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := b.Put([]byte("wantsum"), sum); err != nil {
-			return err
-		}
-		return putU64(b, "wantgen", gen)
+		return b.Put([]byte("wantsum"), sum)
 	})
 }
 

@@ -221,6 +221,15 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 		return err
 	}
 	acks.Gen = gen
+	// The generation is spent before the writes: an attempt that fails
+	// here may still have reached the relay (a reply cut after the server
+	// stored the head), and a pusher that read it records its generation
+	// and reads that client's acks again only for a newer one. The next
+	// attempt must carry a newer generation, or those acks stay stale for
+	// that pusher and its data stays on the relay.
+	if err := e.spendGen("ackgen", gen); err != nil {
+		return err
+	}
 	if _, err := e.repo.PutJSON(ctx, envelope.KindAcks, protocol.AcksName(e.cid), &acks); err != nil {
 		return fmt.Errorf("write acknowledgements: %w", err)
 	}
@@ -228,6 +237,7 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 		return fmt.Errorf("write ack head: %w", err)
 	}
 	if gen > 1 {
+		// Heads of attempts that failed after all are left to dropOldHeads.
 		_ = e.relay.Delete(ctx, protocol.Head{CID: e.cid, Seq: gen - 1, Ack: true}.Name())
 	}
 	return e.db.Update(func(tx *state.Tx) error {
@@ -235,13 +245,23 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := putU64(b, "ackgen", gen); err != nil {
-			return err
-		}
 		if err := putU64(b, "acktime", uint64(acks.Time.UnixNano())); err != nil {
 			return err
 		}
 		return putU64(b, "ackdirty", 0)
+	})
+}
+
+// spendGen records gen as the last generation used for key (ackgen,
+// wantgen) before anything is written under it, so no generation is ever
+// written twice with different content.
+func (e *Engine) spendGen(key string, gen uint64) error {
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return putU64(b, key, gen)
 	})
 }
 
