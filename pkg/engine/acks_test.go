@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/escale-sync/escale/pkg/storage/faulty"
 )
@@ -38,5 +41,38 @@ func TestAckGenerationNeverReused(t *testing.T) {
 	}
 	if got, _ := b.read("two.txt"); got != "two" {
 		t.Fatalf("beta's two.txt: %q", got)
+	}
+}
+
+// A puller whose local state was lost starts its ack generations above its
+// markers on the relay: from 1 again, a pusher that recorded a later
+// generation would ignore its acks, and keep the data.
+func TestAckGenerationAfterLostState(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.client("alpha"), w.client("beta")
+	a.round()
+	b.round()
+	for i, n := range []string{"one.txt", "two.txt", "three.txt"} {
+		a.write(n, n, fixedTime().Add(time.Duration(i)*time.Minute))
+		a.round()
+		b.round() // acknowledges: a new generation each time
+		a.round()
+	}
+	if err := b.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(w.root, "state-beta")); err != nil {
+		t.Fatal(err)
+	}
+	b = w.client("beta")
+	b.round() // rebuilds its state
+	a.write("four.txt", "four", fixedTime().Add(time.Hour))
+	a.round()
+	b.round()
+	if res := a.round(); res.Collected == 0 {
+		t.Fatalf("alpha did not collect the update beta acknowledged after losing its state: %+v", res)
+	}
+	if got, _ := b.read("four.txt"); got != "four" {
+		t.Fatalf("beta's four.txt: %q", got)
 	}
 }

@@ -58,6 +58,9 @@ func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error
 		return err
 	}
 	e.dropOldHeads(ctx, heads)
+	if err := e.catchUpGens(heads); err != nil {
+		return err
+	}
 	own, ownAck := false, false
 	var ownSeq uint64
 	for _, h := range heads {
@@ -249,6 +252,41 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 			return err
 		}
 		return putU64(b, "ackdirty", 0)
+	})
+}
+
+// catchUpGens makes this client's next ack and request generations newer
+// than any of its markers on the relay: after a lost local state they would
+// start again from 1, under the generations readers already recorded, and
+// be ignored (§8).
+func (e *Engine) catchUpGens(heads []protocol.Head) error {
+	var ack, want uint64
+	for _, h := range heads {
+		switch {
+		case h.CID != e.cid:
+		case h.Ack:
+			ack = max(ack, h.Seq)
+		case h.Want:
+			want = max(want, h.Seq)
+		}
+	}
+	if ack == 0 && want == 0 {
+		return nil
+	}
+	return e.db.Update(func(tx *state.Tx) error {
+		b, err := tx.Bucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if ack > getU64(b, "ackgen") {
+			if err := putU64(b, "ackgen", ack); err != nil {
+				return err
+			}
+		}
+		if want > getU64(b, "wantgen") {
+			return putU64(b, "wantgen", want)
+		}
+		return nil
 	})
 }
 
