@@ -46,19 +46,20 @@ func (e *Engine) register(ctx context.Context) error {
 // manifest this client was publishing when it stopped is its own: the
 // local state is completed from the manifest.
 func (e *Engine) checkOwnHeads(ctx context.Context, heads []protocol.Head) error {
-	var seq, publishing, ackGen uint64
+	var seq, publishing, ackGen, wantGen uint64
 	if err := e.db.View(func(tx *state.Tx) error {
 		b, err := tx.Bucket(bucketMeta)
 		if err != nil {
 			return err
 		}
 		seq, publishing, ackGen = getU64(b, "seq"), getU64(b, "publishing"), getU64(b, "ackgen")
+		wantGen = getU64(b, "wantgen")
 		return nil
 	}); err != nil {
 		return err
 	}
 	e.dropOldHeads(ctx, heads)
-	if err := e.catchUpGens(heads); err != nil {
+	if err := e.catchUpGens(heads, ackGen, wantGen); err != nil {
 		return err
 	}
 	own, ownAck := false, false
@@ -255,11 +256,12 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 	})
 }
 
-// catchUpGens makes this client's next ack and request generations newer
+// catchUpGens (ackGen, wantGen: the local ones) makes this client's next
+// ack and request generations newer
 // than any of its markers on the relay: after a lost local state they would
 // start again from 1, under the generations readers already recorded, and
 // be ignored (§8).
-func (e *Engine) catchUpGens(heads []protocol.Head) error {
+func (e *Engine) catchUpGens(heads []protocol.Head, ackGen, wantGen uint64) error {
 	var ack, want uint64
 	for _, h := range heads {
 		switch {
@@ -269,17 +271,6 @@ func (e *Engine) catchUpGens(heads []protocol.Head) error {
 		case h.Want:
 			want = max(want, h.Seq)
 		}
-	}
-	var ackGen, wantGen uint64
-	if err := e.db.View(func(tx *state.Tx) error {
-		b, err := tx.Bucket(bucketMeta)
-		if err != nil {
-			return err
-		}
-		ackGen, wantGen = getU64(b, "ackgen"), getU64(b, "wantgen")
-		return nil
-	}); err != nil {
-		return err
 	}
 	if ack <= ackGen && want <= wantGen {
 		return nil // the usual case: no write, every round
