@@ -257,9 +257,9 @@ func (e *Engine) writeAcks(ctx context.Context) error {
 }
 
 // catchUpGens (ackGen, wantGen: the local ones) makes this client's next
-// ack and request generations newer
-// than any of its markers on the relay: after a lost local state they would
-// start again from 1, under the generations readers already recorded, and
+// ack and request generations newer than any of its markers on the relay:
+// after a lost local state they would start again from 1, under the
+// generations readers already recorded, and
 // be ignored (§8).
 func (e *Engine) catchUpGens(heads []protocol.Head, ackGen, wantGen uint64) error {
 	var ack, want uint64
